@@ -1,0 +1,79 @@
+"""Public signing keys (JWKS) with caching, refreshed when an unknown key id shows up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+
+logger = logging.getLogger(__name__)
+
+JwksFetcher = Callable[[], Awaitable[bytes]]
+
+
+class KeyNotFound(Exception):
+    """No key with this id is published (even after a refresh)."""
+
+
+class CachedJwks:
+    """A JWKS document fetched on demand and kept for `ttl_seconds`.
+
+    An unknown `kid` triggers a refresh (key rotation), but at most once per
+    `min_refresh_seconds`, so a flood of forged kids cannot hammer the key source.
+    """
+
+    def __init__(
+        self,
+        fetch: JwksFetcher,
+        *,
+        ttl_seconds: float = 300.0,
+        min_refresh_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl = ttl_seconds
+        self._min_refresh = min_refresh_seconds
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        if self._is_stale() or (kid not in self._keys and self._may_refresh()):
+            await self._refresh()
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise KeyNotFound(kid) from None
+
+    def _is_stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at > self._ttl
+
+    def _may_refresh(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at > self._min_refresh
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if self._fetched_at is not None and self._clock() - self._fetched_at < 0.5:
+                return  # another task refreshed while we waited
+            document = json.loads(await self._fetch())
+            self._keys = _parse_keys(document)
+            self._fetched_at = self._clock()
+
+
+def _parse_keys(document: dict[str, Any]) -> dict[str, jwt.PyJWK]:
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in document.get("keys", []):
+        kid = entry.get("kid")
+        if not kid:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            logger.warning("ignoring unusable JWKS entry", extra={"kid": kid})
+    return keys

@@ -1,0 +1,101 @@
+"""Verifying access tokens: signature, algorithm, issuer, audience, time, revocation."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jwt
+
+from medstation_platform import errors
+from medstation_platform.auth.keys import CachedJwks, KeyNotFound
+from medstation_platform.auth.principal import Principal
+
+# One algorithm, fixed by us and never read from the token: this is what defeats
+# `alg: none` and HS256-with-the-public-key confusion.
+SIGNING_ALGORITHM = "EdDSA"
+_REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "role", "sid"]
+
+
+class TokenMissing(errors.Unauthenticated):
+    reason = "TOKEN_MISSING"
+    default_message = "missing bearer token in the authorization header"
+
+
+class TokenInvalid(errors.Unauthenticated):
+    reason = "TOKEN_INVALID"
+    default_message = "the access token is invalid"
+
+
+class TokenExpired(errors.Unauthenticated):
+    reason = "TOKEN_EXPIRED"
+    default_message = "the access token has expired"
+
+
+class TokenRevoked(errors.Unauthenticated):
+    reason = "TOKEN_REVOKED"
+    default_message = "the access token has been revoked"
+
+
+class RevocationChecker(Protocol):
+    async def is_revoked(self, *, user_id: str, session_id: str, issued_at: int) -> bool: ...
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: CachedJwks,
+        *,
+        issuer: str,
+        audience: str,
+        revocations: RevocationChecker | None = None,
+        leeway_seconds: int = 30,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._revocations = revocations
+        self._leeway = leeway_seconds
+
+    async def verify(self, token: str) -> Principal:
+        claims = await self._decode(token)
+        if self._revocations is not None and await self._revocations.is_revoked(
+            user_id=claims["sub"], session_id=claims["sid"], issued_at=int(claims["iat"])
+        ):
+            raise TokenRevoked()
+        return Principal(
+            user_id=str(claims["sub"]),
+            role=str(claims["role"]),
+            session_id=str(claims["sid"]),
+            token=token,
+        )
+
+    async def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") != SIGNING_ALGORITHM or not isinstance(header.get("kid"), str):
+                raise TokenInvalid()
+            key = await self._keys.key(header["kid"])
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=key,
+                algorithms=[SIGNING_ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=self._leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenExpired() from None
+        except (jwt.PyJWTError, KeyNotFound, ValueError):
+            raise TokenInvalid() from None
+        return claims
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token from an `authorization: Bearer <token>` value, or TokenMissing."""
+    if not authorization:
+        raise TokenMissing()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenInvalid("the authorization header must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,113 @@
+"""Outgoing gRPC channels: bounded by the caller's deadline, acting as the caller."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from medstation_platform.auth.principal import current_principal
+from medstation_platform.rpc.interceptors import remaining_seconds
+
+# Room left for the caller to turn our answer into its own before its deadline.
+_DEADLINE_MARGIN_SECONDS = 0.05
+
+
+def outgoing_timeout(default_seconds: float, requested: float | None = None) -> float:
+    """The timeout for a downstream call: never longer than what the caller has left."""
+    timeout = default_seconds if requested is None else requested
+    remaining = remaining_seconds()
+    if remaining is not None:
+        timeout = min(timeout, remaining - _DEADLINE_MARGIN_SECONDS)
+    return max(timeout, 0.001)
+
+
+class _CallerContextInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor[Any, Any],
+    grpc.aio.UnaryStreamClientInterceptor[Any, Any],
+):
+    def __init__(self, default_timeout_seconds: float) -> None:
+        self._default_timeout = default_timeout_seconds
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        principal = current_principal()
+        if principal is not None and "authorization" not in metadata:
+            metadata["authorization"] = f"Bearer {principal.token}"
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=outgoing_timeout(self._default_timeout, details.timeout),
+            metadata=metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return await continuation(self._details(client_call_details), request)
+
+
+def _method_name(full_name: str) -> dict[str, str]:
+    service, _, method = full_name.partition("/")
+    return {"service": service, "method": method}
+
+
+def _service_config(retryable_methods: Sequence[str]) -> str:
+    # Transparent retries for idempotent reads only; writes are never retried here.
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [_method_name(method) for method in retryable_methods],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.05s",
+                        "maxBackoff": "0.5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+        if retryable_methods
+        else {}
+    )
+
+
+def open_channel(
+    target: str,
+    *,
+    default_timeout_seconds: float = 5.0,
+    retryable_methods: Sequence[str] = (),
+) -> grpc.aio.Channel:
+    """A channel to another service, with keepalive and the caller's identity/deadline.
+
+    `retryable_methods` ("pkg.Service/Method") are idempotent reads whose UNAVAILABLE
+    failures gRPC may retry transparently.
+    """
+    return grpc.aio.insecure_channel(
+        target,
+        options=[
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _service_config(retryable_methods)),
+        ],
+        # grpc-stubs types this list as "cast or ignore"; ours implements both interfaces.
+        interceptors=[_CallerContextInterceptor(default_timeout_seconds)],  # type: ignore[list-item]
+    )

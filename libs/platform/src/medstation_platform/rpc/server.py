@@ -1,0 +1,115 @@
+"""The gRPC server every service runs: health, reflection, interceptors, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+# grpc-stubs predates the asyncio health servicer.
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_reflection.v1alpha import reflection
+
+logger = logging.getLogger(__name__)
+
+_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """One proto service to serve: its full name and how to add its servicer."""
+
+    name: str
+    register: Callable[[grpc.aio.Server], None]
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+class RunningServer:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health_servicer: health_aio.HealthServicer,
+        names: Sequence[str],
+        port: int,
+    ) -> None:
+        self._server = server
+        self._health = health_servicer
+        self._names = names
+        self.port = port
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Refuse new work (NOT_SERVING for the load balancer), finish in-flight calls."""
+        for name in (*self._names, ""):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self._server.stop(grace_seconds)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
+
+
+async def start_server(
+    *,
+    host: str,
+    port: int,
+    bindings: Sequence[ServiceBinding],
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
+) -> RunningServer:
+    server = grpc.aio.server(
+        interceptors=list(interceptors),
+        options=[
+            # Without this a second process can bind the same port and silently take
+            # half the traffic; we want a clear failure instead.
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ],
+    )
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [binding.name for binding in bindings]
+    for binding in bindings:
+        binding.register(server)
+    reflection.enable_server_reflection(
+        (*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        bound_port = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as error:
+        raise PortInUse(f"cannot listen on {host}:{port}: is the port already taken?") from error
+    if bound_port == 0:
+        raise PortInUse(f"cannot listen on {host}:{port}: is the port already taken?")
+    await server.start()
+    for name in (*names, ""):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, health_servicer, names, bound_port)
+
+
+async def serve_until_signalled(
+    running: RunningServer,
+    *,
+    grace_seconds: float,
+    on_stopped: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve until SIGTERM/SIGINT, then stop gracefully and release resources."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info("serving", extra={"port": running.port})
+    await stop.wait()
+    logger.info("shutting down", extra={"grace_seconds": grace_seconds})
+    await running.stop(grace_seconds)
+    if on_stopped is not None:
+        await on_stopped()
+    logger.info("stopped")

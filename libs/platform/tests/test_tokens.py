@@ -1,0 +1,134 @@
+import base64
+import json
+import time
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from medstation_platform.auth.keys import CachedJwks
+from medstation_platform.auth.tokens import (
+    TokenExpired,
+    TokenInvalid,
+    TokenMissing,
+    TokenRevoked,
+    TokenVerifier,
+    bearer_token,
+)
+
+KEY = Ed25519PrivateKey.generate()
+PUBLIC_RAW = KEY.public_key().public_bytes(
+    serialization.Encoding.Raw, serialization.PublicFormat.Raw
+)
+X = base64.urlsafe_b64encode(PUBLIC_RAW).decode().rstrip("=")
+JWKS = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": X, "kid": "k1", "alg": "EdDSA"}]}
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "iss": "medstation",
+        "aud": "medstation-api",
+        "sub": "user-1",
+        "role": "clinician",
+        "sid": "session-1",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+    }
+    claims.update(overrides)
+    return claims
+
+
+def _token(**overrides: Any) -> str:
+    return jwt.encode(_claims(**overrides), KEY, algorithm="EdDSA", headers={"kid": "k1"})
+
+
+class Revoked:
+    def __init__(self, *sessions: str) -> None:
+        self.sessions = set(sessions)
+
+    async def is_revoked(self, *, user_id: str, session_id: str, issued_at: int) -> bool:
+        return session_id in self.sessions
+
+
+def _verifier(revoked: Revoked | None = None) -> TokenVerifier:
+    async def fetch() -> bytes:
+        return json.dumps(JWKS).encode()
+
+    return TokenVerifier(
+        CachedJwks(fetch), issuer="medstation", audience="medstation-api", revocations=revoked
+    )
+
+
+async def test_valid_token_gives_the_principal() -> None:
+    principal = await _verifier().verify(_token())
+    assert (principal.user_id, principal.role, principal.session_id) == (
+        "user-1",
+        "clinician",
+        "session-1",
+    )
+
+
+def _unsigned(header: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part(header)}.{part(_claims())}."
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("garbage", id="garbage"),
+        pytest.param(_unsigned({"alg": "none", "kid": "k1"}), id="alg-none"),
+        pytest.param(
+            jwt.encode(_claims(), PUBLIC_RAW, algorithm="HS256", headers={"kid": "k1"}),
+            id="hs256-with-public-key",
+        ),
+        pytest.param(
+            jwt.encode(
+                _claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "k1"}
+            ),
+            id="forged-signature",
+        ),
+        pytest.param(
+            jwt.encode(_claims(), KEY, algorithm="EdDSA", headers={"kid": "unknown"}),
+            id="unknown-kid",
+        ),
+        pytest.param(_token(iss="someone-else"), id="wrong-issuer"),
+        pytest.param(_token(aud="another-api"), id="wrong-audience"),
+        pytest.param(_token(nbf=int(time.time()) + 3600), id="not-yet-valid"),
+    ],
+)
+async def test_untrustworthy_tokens_are_rejected(token: str) -> None:
+    with pytest.raises(TokenInvalid):
+        await _verifier().verify(token)
+
+
+async def test_expired_token_is_rejected_as_expired() -> None:
+    with pytest.raises(TokenExpired):
+        await _verifier().verify(_token(exp=int(time.time()) - 3600))
+
+
+async def test_token_missing_a_required_claim_is_rejected() -> None:
+    claims = _claims()
+    del claims["sid"]
+    token = jwt.encode(claims, KEY, algorithm="EdDSA", headers={"kid": "k1"})
+    with pytest.raises(TokenInvalid):
+        await _verifier().verify(token)
+
+
+async def test_revoked_session_is_rejected() -> None:
+    with pytest.raises(TokenRevoked):
+        await _verifier(Revoked("session-1")).verify(_token())
+
+
+def test_bearer_header_parsing() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    with pytest.raises(TokenMissing):
+        bearer_token(None)
+    with pytest.raises(TokenInvalid):
+        bearer_token("Basic abc")
