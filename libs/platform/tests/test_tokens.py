@@ -50,7 +50,7 @@ class Revoked:
     def __init__(self, *sessions: str) -> None:
         self.sessions = set(sessions)
 
-    async def is_revoked(self, *, user_id: str, session_id: str, issued_at: int) -> bool:
+    async def is_revoked(self, session_id: str) -> bool:
         return session_id in self.sessions
 
 

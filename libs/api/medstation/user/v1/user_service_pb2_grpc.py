@@ -141,10 +141,11 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateMe(self, request, context):
-        """UpdateMe changes the caller's display name or password.
+        """UpdateMe changes the caller's display name or password; a new password ends the caller's
+        other sessions.
         Errors: INVALID_ARGUMENT when a field is malformed, when the mask names a field that cannot be
-        updated, or when a new password comes without current_password; UNAUTHENTICATED without a
-        valid access token; PERMISSION_DENIED when current_password is wrong.
+        updated, or when a new password comes without the right current_password (reason
+        WRONG_CURRENT_PASSWORD); UNAUTHENTICATED without a valid access token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -169,10 +170,12 @@ class UserServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetRole(self, request, context):
-        """SetRole gives an account the admin or the clinician role.
+        """SetRole gives an account the admin or the clinician role. A change ends the account's
+        sessions: it signs in again and gets tokens that carry the new role.
         Errors: INVALID_ARGUMENT for a malformed id or an unknown role, UNAUTHENTICATED without a valid
         access token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account
-        does not exist, FAILED_PRECONDITION when it would remove the last active admin.
+        does not exist, FAILED_PRECONDITION when admins target their own account (so the last admin
+        can never be demoted).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,7 +185,8 @@ class UserServiceServicer:
         """Deactivate disables an account and revokes every token it holds.
         Errors: INVALID_ARGUMENT when the id is not a UUID, UNAUTHENTICATED without a valid access
         token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account does not
-        exist, FAILED_PRECONDITION when it is the last active admin.
+        exist, FAILED_PRECONDITION when admins target their own account (so the last admin can never
+        be deactivated).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -58,10 +58,11 @@ class UserServiceStub:
     Errors: UNAUTHENTICATED without a valid access token.
     """
     UpdateMe: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.UpdateMeRequest, _user_service_pb2.User]
-    """UpdateMe changes the caller's display name or password.
+    """UpdateMe changes the caller's display name or password; a new password ends the caller's
+    other sessions.
     Errors: INVALID_ARGUMENT when a field is malformed, when the mask names a field that cannot be
-    updated, or when a new password comes without current_password; UNAUTHENTICATED without a
-    valid access token; PERMISSION_DENIED when current_password is wrong.
+    updated, or when a new password comes without the right current_password (reason
+    WRONG_CURRENT_PASSWORD); UNAUTHENTICATED without a valid access token.
     """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.ListUsersRequest, _user_service_pb2.ListUsersResponse]
     """ListUsers pages through all accounts, optionally only those with one role.
@@ -74,16 +75,19 @@ class UserServiceStub:
     token, NOT_FOUND when the account does not exist or the caller may not see it.
     """
     SetRole: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.SetRoleRequest, _user_service_pb2.User]
-    """SetRole gives an account the admin or the clinician role.
+    """SetRole gives an account the admin or the clinician role. A change ends the account's
+    sessions: it signs in again and gets tokens that carry the new role.
     Errors: INVALID_ARGUMENT for a malformed id or an unknown role, UNAUTHENTICATED without a valid
     access token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account
-    does not exist, FAILED_PRECONDITION when it would remove the last active admin.
+    does not exist, FAILED_PRECONDITION when admins target their own account (so the last admin
+    can never be demoted).
     """
     Deactivate: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateRequest, _user_service_pb2.User]
     """Deactivate disables an account and revokes every token it holds.
     Errors: INVALID_ARGUMENT when the id is not a UUID, UNAUTHENTICATED without a valid access
     token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account does not
-    exist, FAILED_PRECONDITION when it is the last active admin.
+    exist, FAILED_PRECONDITION when admins target their own account (so the last admin can never
+    be deactivated).
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_user_service_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]
     """GetJwks publishes the public keys that verify access tokens, as a raw JWKS JSON document.
@@ -118,10 +122,11 @@ class UserServiceAsyncStub(UserServiceStub):
     Errors: UNAUTHENTICATED without a valid access token.
     """
     UpdateMe: _aio.UnaryUnaryMultiCallable[_user_service_pb2.UpdateMeRequest, _user_service_pb2.User]  # type: ignore[assignment]
-    """UpdateMe changes the caller's display name or password.
+    """UpdateMe changes the caller's display name or password; a new password ends the caller's
+    other sessions.
     Errors: INVALID_ARGUMENT when a field is malformed, when the mask names a field that cannot be
-    updated, or when a new password comes without current_password; UNAUTHENTICATED without a
-    valid access token; PERMISSION_DENIED when current_password is wrong.
+    updated, or when a new password comes without the right current_password (reason
+    WRONG_CURRENT_PASSWORD); UNAUTHENTICATED without a valid access token.
     """
     ListUsers: _aio.UnaryUnaryMultiCallable[_user_service_pb2.ListUsersRequest, _user_service_pb2.ListUsersResponse]  # type: ignore[assignment]
     """ListUsers pages through all accounts, optionally only those with one role.
@@ -134,16 +139,19 @@ class UserServiceAsyncStub(UserServiceStub):
     token, NOT_FOUND when the account does not exist or the caller may not see it.
     """
     SetRole: _aio.UnaryUnaryMultiCallable[_user_service_pb2.SetRoleRequest, _user_service_pb2.User]  # type: ignore[assignment]
-    """SetRole gives an account the admin or the clinician role.
+    """SetRole gives an account the admin or the clinician role. A change ends the account's
+    sessions: it signs in again and gets tokens that carry the new role.
     Errors: INVALID_ARGUMENT for a malformed id or an unknown role, UNAUTHENTICATED without a valid
     access token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account
-    does not exist, FAILED_PRECONDITION when it would remove the last active admin.
+    does not exist, FAILED_PRECONDITION when admins target their own account (so the last admin
+    can never be demoted).
     """
     Deactivate: _aio.UnaryUnaryMultiCallable[_user_service_pb2.DeactivateRequest, _user_service_pb2.User]  # type: ignore[assignment]
     """Deactivate disables an account and revokes every token it holds.
     Errors: INVALID_ARGUMENT when the id is not a UUID, UNAUTHENTICATED without a valid access
     token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account does not
-    exist, FAILED_PRECONDITION when it is the last active admin.
+    exist, FAILED_PRECONDITION when admins target their own account (so the last admin can never
+    be deactivated).
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_user_service_pb2.GetJwksRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """GetJwks publishes the public keys that verify access tokens, as a raw JWKS JSON document.
@@ -211,10 +219,11 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.UpdateMeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.User, _abc.Awaitable[_user_service_pb2.User]]:
-        """UpdateMe changes the caller's display name or password.
+        """UpdateMe changes the caller's display name or password; a new password ends the caller's
+        other sessions.
         Errors: INVALID_ARGUMENT when a field is malformed, when the mask names a field that cannot be
-        updated, or when a new password comes without current_password; UNAUTHENTICATED without a
-        valid access token; PERMISSION_DENIED when current_password is wrong.
+        updated, or when a new password comes without the right current_password (reason
+        WRONG_CURRENT_PASSWORD); UNAUTHENTICATED without a valid access token.
         """
 
     @_abc_1.abstractmethod
@@ -245,10 +254,12 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _user_service_pb2.SetRoleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_user_service_pb2.User, _abc.Awaitable[_user_service_pb2.User]]:
-        """SetRole gives an account the admin or the clinician role.
+        """SetRole gives an account the admin or the clinician role. A change ends the account's
+        sessions: it signs in again and gets tokens that carry the new role.
         Errors: INVALID_ARGUMENT for a malformed id or an unknown role, UNAUTHENTICATED without a valid
         access token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account
-        does not exist, FAILED_PRECONDITION when it would remove the last active admin.
+        does not exist, FAILED_PRECONDITION when admins target their own account (so the last admin
+        can never be demoted).
         """
 
     @_abc_1.abstractmethod
@@ -260,7 +271,8 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deactivate disables an account and revokes every token it holds.
         Errors: INVALID_ARGUMENT when the id is not a UUID, UNAUTHENTICATED without a valid access
         token, PERMISSION_DENIED when the caller is not an admin, NOT_FOUND when the account does not
-        exist, FAILED_PRECONDITION when it is the last active admin.
+        exist, FAILED_PRECONDITION when admins target their own account (so the last admin can never
+        be deactivated).
         """
 
     @_abc_1.abstractmethod

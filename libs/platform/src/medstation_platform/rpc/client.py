@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -24,10 +24,16 @@ def outgoing_timeout(default_seconds: float, requested: float | None = None) -> 
     return max(timeout, 0.001)
 
 
-class _CallerContextInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor[Any, Any],
-    grpc.aio.UnaryStreamClientInterceptor[Any, Any],
-):
+# grpc's classes are generic only in their type stubs: subscripting them at run time fails.
+if TYPE_CHECKING:
+    _UnaryUnary = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+else:
+    _UnaryUnary = grpc.aio.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.aio.UnaryStreamClientInterceptor
+
+
+class _CallerContextInterceptor(_UnaryUnary, _UnaryStream):
     def __init__(self, default_timeout_seconds: float) -> None:
         self._default_timeout = default_timeout_seconds
 

@@ -9,7 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf.message import Message
@@ -29,8 +29,15 @@ from medstation_platform.validation import RequestValidator
 
 logger = logging.getLogger(__name__)
 
-Context = grpc.aio.ServicerContext[Any, Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+# grpc's classes are generic only in their type stubs: subscripting them at run time fails.
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _ServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Context = grpc.aio.ServicerContext
+    Handler = grpc.RpcMethodHandler
+    _ServerInterceptor = grpc.aio.ServerInterceptor
 # What a generated servicer method is: (request, context) -> awaitable or async iterator.
 Behaviour = Callable[..., Any]
 
@@ -57,7 +64,7 @@ class PipelineConfig:
     metrics: RpcMetrics | None = None
 
 
-class ServerPipeline(grpc.aio.ServerInterceptor[Any, Any]):
+class ServerPipeline(_ServerInterceptor):
     def __init__(self, config: PipelineConfig) -> None:
         self._config = config
 
@@ -67,7 +74,7 @@ class ServerPipeline(grpc.aio.ServerInterceptor[Any, Any]):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         # None for a method nobody serves: gRPC itself answers UNIMPLEMENTED.
-        handler = cast(Handler | None, await continuation(handler_call_details))
+        handler = cast("Handler | None", await continuation(handler_call_details))
         method: str = handler_call_details.method
         if handler is None or method.startswith(_INFRASTRUCTURE_PREFIXES):
             return handler  # type: ignore[return-value]
