@@ -1,0 +1,1 @@
+"""Local infrastructure kit: real PostgreSQL, Redis, Envoy and services without Docker."""

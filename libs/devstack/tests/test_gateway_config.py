@@ -1,0 +1,506 @@
+"""The rendered gateway config: Envoy accepts it, and it says what the gateway promises."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from google.protobuf import descriptor_pb2
+
+from devstack import gateway_config
+from devstack.envoy import envoy_binary, validate_config
+from devstack.gateway_config import (
+    GatewayConfigError,
+    GatewayOptions,
+    Upstream,
+    options_from_env,
+    profile_options,
+    read_methods_from_descriptor,
+    render_gateway_config,
+)
+from devstack.services import present_services
+
+Config = dict[str, Any]
+
+PUBLIC_PATHS = (
+    "/v1/auth/register",
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+    "/.well-known/jwks.json",
+    "/healthz",
+    "/medstation.user.v1.UserService/Register",
+    "/medstation.user.v1.UserService/Login",
+    "/medstation.user.v1.UserService/Refresh",
+    "/medstation.user.v1.UserService/Logout",
+    "/medstation.user.v1.UserService/GetJwks",
+)
+PROTECTED_PATHS = (
+    "/v1/users/me",
+    "/v1/patients",
+    "/v1/nope",
+    "/",
+    "/medstation.user.v1.UserService/LoginX",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "/grpc.health.v1.Health/Check",
+)
+FILTER_ORDER = (
+    "health_check.v3.HealthCheck",
+    "health_check.v3.HealthCheck",
+    "cors.v3.Cors",
+    "local_ratelimit.v3.LocalRateLimit",
+    "jwt_authn.v3.JwtAuthentication",
+    "buffer.v3.Buffer",
+    "grpc_json_transcoder.v3.GrpcJsonTranscoder",
+    "router.v3.Router",
+)
+ALL_SERVICES = ("user", "patient-record", "summary", "chat")
+# A local 403 is jwt_authn refusing an issuer/audience: answered as the 401 it is.
+LOCAL_REPLY_CODES = {400: 3, 401: 16, 403: 16, 404: 5, 413: 8, 429: 8, 503: 14, 504: 4}
+
+
+@pytest.fixture(scope="module")
+def local_options(descriptor: Path) -> GatewayOptions:
+    return profile_options("local", descriptor, ALL_SERVICES, env={})
+
+
+def parse(options: GatewayOptions) -> Config:
+    loaded: Config = yaml.safe_load(render_gateway_config(options))
+    return loaded
+
+
+def connection_manager(config: Config) -> Config:
+    listener = config["static_resources"]["listeners"][0]
+    manager: Config = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    return manager
+
+
+def http_filter(config: Config, type_suffix: str) -> Config:
+    for entry in connection_manager(config)["http_filters"]:
+        typed: Config = entry["typed_config"]
+        if typed["@type"].endswith(type_suffix):
+            return typed
+    raise AssertionError(f"no {type_suffix} filter")
+
+
+def clusters(config: Config) -> dict[str, Config]:
+    return {cluster["name"]: cluster for cluster in config["static_resources"]["clusters"]}
+
+
+def routes(config: Config) -> list[Config]:
+    found: list[Config] = connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"]
+    return found
+
+
+def seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
+
+
+def first_jwt_rule(config: Config, path: str) -> Config:
+    """The rule jwt_authn applies to `path`: the first that matches, as Envoy does."""
+    for rule in http_filter(config, "JwtAuthentication")["rules"]:
+        match = rule["match"]
+        if path == match["path"] if "path" in match else path.startswith(match["prefix"]):
+            found: Config = rule
+            return found
+    raise AssertionError(f"no jwt rule matches {path}")
+
+
+def all_grpc_paths(descriptor: Path) -> list[str]:
+    descriptor_set = descriptor_pb2.FileDescriptorSet()
+    descriptor_set.ParseFromString(descriptor.read_bytes())
+    return [
+        f"/{file.package}.{service.name}/{method.name}"
+        for file in descriptor_set.file
+        if file.package.startswith("medstation.")
+        for service in file.service
+        for method in service.method
+    ]
+
+
+@pytest.mark.parametrize(
+    ("profile", "service_keys"),
+    [("local", ALL_SERVICES), ("local", ("user",)), ("k8s", None)],
+    ids=["local-all", "local-user-only", "k8s"],
+)
+def test_envoy_accepts_the_rendered_config(
+    descriptor: Path,
+    tmp_path: Path,
+    profile: gateway_config.Profile,
+    service_keys: tuple[str, ...] | None,
+) -> None:
+    options = profile_options(profile, descriptor, service_keys, env={})
+    # The k8s descriptor path exists only in the pod; validate against the same file here.
+    options = dataclasses.replace(
+        options, descriptor_path=str(descriptor), otlp_endpoint="http://127.0.0.1:4317"
+    )
+    config_path = tmp_path / "envoy.yaml"
+    config_path.write_text(render_gateway_config(options), encoding="utf-8")
+
+    validate_config(config_path)
+
+
+def test_rendered_config_uses_no_deprecated_envoy_field(
+    local_options: GatewayOptions, tmp_path: Path
+) -> None:
+    # Deprecated fields are removed a few releases later: find them before an upgrade does.
+    config_path = tmp_path / "envoy.yaml"
+    traced = dataclasses.replace(local_options, otlp_endpoint="http://127.0.0.1:4317")
+    config_path.write_text(render_gateway_config(traced), encoding="utf-8")
+    command = [str(envoy_binary()), "--mode", "validate", "-c", str(config_path)]
+
+    result = subprocess.run(
+        [*command, "--use-dynamic-base-id", "--log-level", "warn"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert "deprecated" not in (result.stdout + result.stderr).lower()
+
+
+def test_filters_run_in_the_documented_order(local_options: GatewayOptions) -> None:
+    filters = connection_manager(parse(local_options))["http_filters"]
+
+    types = [entry["typed_config"]["@type"] for entry in filters]
+
+    assert len(types) == len(FILTER_ORDER)
+    for found, expected in zip(types, FILTER_ORDER, strict=True):
+        assert found.endswith(f".http.{expected}")
+
+
+@pytest.mark.parametrize("path", PUBLIC_PATHS)
+def test_public_paths_need_no_token(local_options: GatewayOptions, path: str) -> None:
+    assert "requires" not in first_jwt_rule(parse(local_options), path)
+
+
+@pytest.mark.parametrize("path", PROTECTED_PATHS)
+def test_everything_else_requires_a_token(local_options: GatewayOptions, path: str) -> None:
+    assert first_jwt_rule(parse(local_options), path)["requires"] == {"provider_name": "medstation"}
+
+
+def test_every_grpc_method_but_the_public_five_requires_a_token(
+    local_options: GatewayOptions, descriptor: Path
+) -> None:
+    config = parse(local_options)
+    open_paths = {
+        path
+        for path in all_grpc_paths(descriptor)
+        if "requires" not in first_jwt_rule(config, path)
+    }
+
+    assert open_paths == {path for path in PUBLIC_PATHS if path.startswith("/medstation.")}
+
+
+def test_jwt_provider_forwards_the_token_and_fetches_keys_from_the_gateway(
+    local_options: GatewayOptions,
+) -> None:
+    jwt = http_filter(parse(local_options), "JwtAuthentication")
+    provider = jwt["providers"]["medstation"]
+
+    assert jwt["bypass_cors_preflight"] is True
+    assert provider["forward"] is True
+    assert (provider["issuer"], provider["audiences"]) == ("medstation", ["medstation-api"])
+    assert provider["from_headers"] == [{"name": "Authorization", "value_prefix": "Bearer "}]
+    jwks = provider["remote_jwks"]
+    assert jwks["http_uri"]["uri"] == "http://127.0.0.1:8080/.well-known/jwks.json"
+    assert jwks["http_uri"]["cluster"] == "gateway_self"
+    assert jwks["async_fetch"]["fast_listener"] is True
+    assert "payload_in_metadata" not in provider
+
+
+def test_rate_limit_is_enabled_and_enforced_for_every_request(
+    local_options: GatewayOptions,
+) -> None:
+    limit = http_filter(parse(dataclasses.replace(local_options, rate_limit_tokens=7)), "Limit")
+
+    hundred_percent = {"numerator": 100, "denominator": "HUNDRED"}
+    assert limit["filter_enabled"]["default_value"] == hundred_percent
+    assert limit["filter_enforced"]["default_value"] == hundred_percent
+    assert limit["token_bucket"]["max_tokens"] == 7
+
+
+def test_transcoder_rejects_what_it_cannot_map(local_options: GatewayOptions) -> None:
+    transcoder = http_filter(parse(local_options), "GrpcJsonTranscoder")
+
+    assert transcoder["request_validation_options"] == {
+        "reject_unknown_method": True,
+        "reject_unknown_query_parameters": True,
+    }
+    assert transcoder["services"] == [u.proto_service for u in local_options.upstreams]
+    assert transcoder["convert_grpc_status"] is True
+    assert transcoder["auto_mapping"] is False
+    assert transcoder["print_options"]["preserve_proto_field_names"] is True
+    assert transcoder["print_options"]["stream_newline_delimited"] is True
+    assert transcoder["max_request_body_size"] == local_options.max_request_bytes
+
+
+def test_body_limit_is_the_configured_size(local_options: GatewayOptions) -> None:
+    config = parse(dataclasses.replace(local_options, max_request_bytes=2048))
+
+    assert http_filter(config, "buffer.v3.Buffer")["max_request_bytes"] == 2048
+
+
+def test_healthz_needs_every_upstream_fully_healthy(local_options: GatewayOptions) -> None:
+    health = connection_manager(parse(local_options))["http_filters"][0]["typed_config"]
+
+    assert health["pass_through_mode"] is False
+    assert health["cluster_min_healthy_percentages"] == {
+        upstream.name: {"value": 100} for upstream in local_options.upstreams
+    }
+
+
+def test_upstreams_are_health_checked_every_second_even_when_idle(
+    local_options: GatewayOptions,
+) -> None:
+    found = clusters(parse(local_options))
+
+    for upstream in local_options.upstreams:
+        (check,) = found[upstream.name]["health_checks"]
+        assert check["grpc_health_check"]["service_name"] == upstream.proto_service
+        assert seconds(check["no_traffic_interval"]) <= 1
+        assert seconds(check["interval"]) <= 1
+        assert (check["unhealthy_threshold"], check["healthy_threshold"]) == (2, 1)
+
+
+def test_upstream_clusters_eject_failing_hosts_and_budget_retries(
+    local_options: GatewayOptions,
+) -> None:
+    found = clusters(parse(local_options))
+
+    for upstream in local_options.upstreams:
+        cluster = found[upstream.name]
+        assert cluster["type"] == "STRICT_DNS"
+        assert cluster["ignore_health_on_host_removal"] is True
+        assert {"consecutive_5xx", "consecutive_gateway_failure"} <= set(
+            cluster["outlier_detection"]
+        )
+        (threshold,) = cluster["circuit_breakers"]["thresholds"]
+        assert "retry_budget" in threshold
+        protocol = cluster["typed_extension_protocol_options"]
+        (http,) = protocol.values()
+        assert "connection_keepalive" in http["explicit_http_config"]["http2_protocol_options"]
+
+
+def test_only_idempotent_reads_are_retried(local_options: GatewayOptions) -> None:
+    reads = {
+        f"/{upstream.proto_service}/{method}"
+        for upstream in local_options.upstreams
+        for method in upstream.read_methods
+    }
+    retrying = [r for r in routes(parse(local_options)) if "retry_policy" in r.get("route", {})]
+
+    assert reads
+    assert {route["match"]["path"] for route in retrying} == reads
+    for route in retrying:
+        assert route["route"]["retry_policy"]["retry_on"] == "unavailable,reset,connect-failure"
+
+
+def test_streams_get_the_long_timeout_and_are_never_retried(local_options: GatewayOptions) -> None:
+    streams = {
+        f"/{upstream.proto_service}/{method}"
+        for upstream in local_options.upstreams
+        for method in upstream.streaming_methods
+    }
+    stream_routes = [r for r in routes(parse(local_options)) if r["match"].get("path") in streams]
+
+    assert {r["match"]["path"] for r in stream_routes} == streams
+    for route in stream_routes:
+        assert seconds(route["route"]["timeout"]) == local_options.stream_timeout_seconds
+        assert "idle_timeout" in route["route"]
+        assert "retry_policy" not in route["route"]
+
+
+def test_method_routes_come_before_their_service_prefix(local_options: GatewayOptions) -> None:
+    found = routes(parse(local_options))
+    prefixes = [route["match"].get("prefix") for route in found]
+
+    for upstream in local_options.upstreams:
+        prefix_index = prefixes.index(f"/{upstream.proto_service}/")
+        exact = [
+            index
+            for index, route in enumerate(found)
+            if route["match"].get("path", "").startswith(f"/{upstream.proto_service}/")
+        ]
+        assert all(index < prefix_index for index in exact)
+
+
+def test_grpc_calls_to_unrouted_services_get_404(local_options: GatewayOptions) -> None:
+    catch_all = [route for route in routes(parse(local_options)) if "direct_response" in route]
+
+    (grpc_not_found,) = catch_all
+    assert grpc_not_found["match"]["prefix"] == "/"
+    assert grpc_not_found["direct_response"]["status"] == 404
+
+
+def test_gateway_errors_have_the_service_error_shape(local_options: GatewayOptions) -> None:
+    mappers = connection_manager(parse(local_options))["local_reply_config"]["mappers"]
+
+    codes = {
+        mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"]: (
+            mapper["body_format_override"]["json_format"]
+        )
+        for mapper in mappers
+        if "status_code_filter" in mapper["filter"]
+    }
+
+    for status, code in LOCAL_REPLY_CODES.items():
+        assert codes[status] == {"code": code, "message": "%LOCAL_REPLY_BODY%"}
+    rewritten = [m for m in mappers if m.get("status_code") == 401]
+    assert [
+        m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] for m in rewritten
+    ] == [403]
+
+
+def test_access_log_leaves_out_query_strings_and_credentials(
+    local_options: GatewayOptions,
+) -> None:
+    (log,) = connection_manager(parse(local_options))["access_log"]
+    fields = log["typed_config"]["log_format"]["json_format"]
+    text = yaml.safe_dump(fields).lower()
+
+    assert {"response_code", "grpc_status", "request_id", "trace_id", "upstream_host"} <= set(
+        fields
+    )
+    assert "authorization" not in text
+    assert "(:path)" not in text  # %REQ(:PATH)% would log the query string
+    assert fields["path"] == "%PATH(NQ:ORIG_OR_PATH)%"
+
+
+def test_tracing_is_rendered_only_with_a_collector(local_options: GatewayOptions) -> None:
+    traced = parse(dataclasses.replace(local_options, otlp_endpoint="http://collector:4317"))
+
+    assert "tracing" not in connection_manager(parse(local_options))
+    assert "otlp_collector" not in clusters(parse(local_options))
+    tracing = connection_manager(traced)["tracing"]
+    assert tracing["spawn_upstream_span"] is True
+    assert tracing["provider"]["typed_config"]["service_name"] == "gateway"
+    socket = clusters(traced)["otlp_collector"]["load_assignment"]["endpoints"][0]
+    address = socket["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("collector", 4317)
+
+
+def test_cors_lists_exact_origins_or_any(local_options: GatewayOptions) -> None:
+    origins = ("https://app.example", "https://admin.example")
+    exact = parse(dataclasses.replace(local_options, cors_allowed_origins=origins))
+
+    def policy(config: Config) -> Config:
+        virtual_host = connection_manager(config)["route_config"]["virtual_hosts"][0]
+        found: Config = virtual_host["typed_per_filter_config"]["envoy.filters.http.cors"]
+        return found
+
+    assert policy(exact)["allow_origin_string_match"] == [{"exact": o} for o in origins]
+    assert policy(parse(local_options))["allow_origin_string_match"] == [
+        {"safe_regex": {"regex": ".*"}}
+    ]
+    for header in ("authorization", "content-type", "idempotency-key", "traceparent"):
+        assert header in policy(exact)["allow_headers"]
+    assert "grpc-status" in policy(exact)["expose_headers"]
+
+
+def test_k8s_profile_uses_service_names_and_the_mounted_descriptor(descriptor: Path) -> None:
+    options = profile_options("k8s", descriptor)
+    config = parse(options)
+
+    listener = config["static_resources"]["listeners"][0]["address"]["socket_address"]
+    assert (listener["address"], listener["port_value"]) == ("0.0.0.0", 8080)
+    assert config["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    assert [(u.host, u.port) for u in options.upstreams] == [
+        ("user", 50051),
+        ("patient-record", 50052),
+        ("summary", 50053),
+        ("chat", 50054),
+    ]
+    assert http_filter(config, "GrpcJsonTranscoder")["proto_descriptor"] == (
+        "/etc/envoy/medstation_api.binpb"
+    )
+    assert "otlp_collector" in clusters(config)
+
+
+def test_local_profile_routes_the_services_in_this_checkout(descriptor: Path) -> None:
+    present = [entry.key for entry in present_services(gateway_config.repo_root())]
+
+    options = profile_options("local", descriptor, env={})
+
+    assert [upstream.name for upstream in options.upstreams] == present
+    assert {upstream.host for upstream in options.upstreams} == {"127.0.0.1"}
+
+
+def test_unknown_service_keys_are_refused(descriptor: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="unknown services"):
+        profile_options("k8s", descriptor, ["user", "billing"])
+
+
+def test_cli_writes_the_k8s_config(tmp_path: Path) -> None:
+    out = tmp_path / "rendered" / "envoy.yaml"
+
+    assert gateway_config.main(["--profile", "k8s", "--out", str(out)]) == 0
+
+    assert "/etc/envoy/medstation_api.binpb" in out.read_text(encoding="utf-8")
+
+
+def test_cli_reports_a_missing_descriptor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert gateway_config.main(["--descriptor", str(tmp_path / "absent.binpb")]) == 2
+    assert "absent.binpb" in capsys.readouterr().err
+
+
+def test_read_and_streaming_methods_come_from_the_descriptor(descriptor: Path) -> None:
+    reads, streams = read_methods_from_descriptor(
+        str(descriptor), "medstation.summary.v1.SummaryService"
+    )
+
+    assert "GetSummaryJob" in reads
+    assert "CreateSummaryJob" not in reads
+    assert streams == ("WatchSummaryJob",)
+
+
+def test_unknown_service_is_an_error(descriptor: Path) -> None:
+    with pytest.raises(GatewayConfigError, match="not in the descriptor"):
+        read_methods_from_descriptor(str(descriptor), "medstation.nope.v1.NopeService")
+
+
+def test_env_names_the_collector_and_the_token_audience(descriptor: Path) -> None:
+    upstreams = (Upstream("user", "medstation.user.v1.UserService", "127.0.0.1", 50051),)
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "MEDSTATION_JWT_AUDIENCE": "x"}
+
+    options = options_from_env(upstreams, str(descriptor), env, listen_port=18080)
+    disabled = options_from_env(upstreams, str(descriptor), {**env, "OTEL_TRACES_EXPORTER": "none"})
+
+    assert (options.otlp_endpoint, options.jwt_audience) == ("http://127.0.0.1:4317", "x")
+    assert options.listen_port == 18080
+    assert disabled.otlp_endpoint is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"upstreams": ()},
+        {"otlp_endpoint": "https://collector:4317"},
+        {"otlp_endpoint": "http://collector"},
+        {"cors_allowed_origins": ()},
+        {"listen_host": "10.0.0.7"},
+        {"route_timeout_seconds": 0},
+    ],
+)
+def test_options_that_cannot_work_are_refused(
+    local_options: GatewayOptions, change: dict[str, Any]
+) -> None:
+    with pytest.raises(GatewayConfigError):
+        render_gateway_config(dataclasses.replace(local_options, **change))
+
+
+def test_upstream_names_must_not_clash(local_options: GatewayOptions) -> None:
+    user = local_options.upstreams[0]
+    clash = dataclasses.replace(user, name="gateway_self")
+
+    for upstreams in ((user, user), (clash,)):
+        with pytest.raises(GatewayConfigError, match="unique"):
+            render_gateway_config(dataclasses.replace(local_options, upstreams=upstreams))
