@@ -1,0 +1,23 @@
+"""The user service's configuration (MEDSTATION_* environment variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from medstation_platform.settings import ServiceSettings
+
+
+class UserSettings(ServiceSettings):
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    database_url: str = Field(
+        default="postgresql+psycopg://medstation_user@127.0.0.1:5432/medstation_user",
+        pattern=r"^postgresql\+psycopg://",
+    )
+    admin_email: str = Field(default="admin@medstation.local", min_length=3)
+    admin_password: SecretStr = SecretStr("change-me-admin-password")
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    # Private signing keys are stored encrypted with this passphrase.
+    signing_key_passphrase: SecretStr = SecretStr("local-development-signing-key-passphrase")
+    login_failure_limit: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=60, ge=1)
