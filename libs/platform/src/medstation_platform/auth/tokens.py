@@ -60,9 +60,7 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         claims = await self._decode(token)
-        if self._revocations is not None and await self._revocations.is_revoked(
-            str(claims["sid"])
-        ):
+        if self._revocations is not None and await self._revocations.is_revoked(str(claims["sid"])):
             raise TokenRevoked()
         return Principal(
             user_id=str(claims["sub"]),
