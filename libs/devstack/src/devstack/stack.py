@@ -205,7 +205,8 @@ async def _envoy_spec(services: list[ServiceEntry], config: StackConfig) -> Proc
 
 def ready_banner(services: list[ServiceEntry], config: StackConfig) -> str:
     grpc_lines = "".join(
-        f"\n    grpcurl -plaintext {LOCAL_HOST}:{s.grpc_port} list   # {s.key}" for s in services
+        f"\n    .venv/bin/grpcurl -plaintext {LOCAL_HOST}:{s.grpc_port} list   # {s.key}"
+        for s in services
     )
     email = os.environ.get("MEDSTATION_ADMIN_EMAIL", DEFAULT_ADMIN_EMAIL)
     password = os.environ.get("MEDSTATION_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD)
