@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     user_service_addr: str = "127.0.0.1:50051"
     page_token_secret: SecretStr = SecretStr("local-development-page-token-secret")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    # On SIGTERM: report NOT_SERVING and keep serving for the drain period (Envoy's
+    # health checks run every second, two failures eject), then give in-flight calls the
+    # grace period. Kubernetes' terminationGracePeriodSeconds must exceed their sum.
+    shutdown_drain_seconds: float = Field(default=2.0, ge=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
 

@@ -14,6 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from medstation.user.v1 import user_service_pb2 as pb
+from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
+from medstation_platform.auth.tokens import TokenVerifier
 from services.user.tests.integration.user_client import Metadata, Session, UserClient, failure
 from user.bootstrap import UserService
 from user.domain import User
@@ -132,3 +134,18 @@ async def test_get_jwks_publishes_the_ed25519_key_that_signs_access_tokens(
         issuer="medstation",
     )
     assert (verified["sub"], verified["role"]) == (session.user.id, "clinician")
+
+
+async def test_other_services_verify_tokens_with_the_jwks_fetched_over_grpc(
+    client: UserClient, channel: grpc.aio.Channel
+) -> None:
+    """What patient-record, summary and chat do: fetch the keys over gRPC and verify."""
+    session = await client.clinician()
+    verifier = TokenVerifier(
+        CachedJwks(grpc_jwks_fetcher(channel, "/medstation.user.v1.UserService/GetJwks")),
+        issuer="medstation", audience="medstation-api",
+    )  # fmt: skip
+
+    principal = await verifier.verify(session.access_token)
+
+    assert (principal.user_id, principal.role) == (session.user.id, "clinician")

@@ -9,11 +9,32 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 import jwt
+from google.api import httpbody_pb2
 
 logger = logging.getLogger(__name__)
 
 JwksFetcher = Callable[[], Awaitable[bytes]]
+
+
+def grpc_jwks_fetcher(
+    channel: grpc.aio.Channel, method: str, *, timeout_seconds: float = 2.0
+) -> JwksFetcher:
+    """Fetches the JWKS from a gRPC method answering `google.api.HttpBody` (the user
+    service's GetJwks), so other services need no HTTP client and no generated stub."""
+    call = channel.unary_unary(
+        method,
+        # GetJwks takes an empty message: its wire form is no bytes at all.
+        request_serializer=lambda _: b"",
+        response_deserializer=httpbody_pb2.HttpBody.FromString,
+    )
+
+    async def fetch() -> bytes:
+        body: httpbody_pb2.HttpBody = await call(None, timeout=timeout_seconds)
+        return bytes(body.data)
+
+    return fetch
 
 
 class KeyNotFound(Exception):

@@ -61,5 +61,8 @@ async def run_service(
         interceptors=[pipeline],
     )
     await serve_until_signalled(
-        running, grace_seconds=settings.shutdown_grace_seconds, on_stopped=on_stopped
+        running,
+        grace_seconds=settings.shutdown_grace_seconds,
+        drain_seconds=settings.shutdown_drain_seconds,
+        on_stopped=on_stopped,
     )

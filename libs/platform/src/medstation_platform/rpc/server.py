@@ -46,10 +46,16 @@ class RunningServer:
         self._names = names
         self.port = port
 
-    async def stop(self, grace_seconds: float) -> None:
-        """Refuse new work (NOT_SERVING for the load balancer), finish in-flight calls."""
+    async def stop(self, grace_seconds: float, drain_seconds: float = 0.0) -> None:
+        """Report NOT_SERVING, keep serving while load balancers notice, then stop.
+
+        During `drain_seconds` health checks see NOT_SERVING and traffic moves elsewhere;
+        then new calls are refused and in-flight ones get `grace_seconds` to finish.
+        """
         for name in (*self._names, ""):
             await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if drain_seconds > 0:
+            await asyncio.sleep(drain_seconds)
         await self._server.stop(grace_seconds)
 
     async def wait(self) -> None:
@@ -99,6 +105,7 @@ async def serve_until_signalled(
     running: RunningServer,
     *,
     grace_seconds: float,
+    drain_seconds: float = 0.0,
     on_stopped: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT, then stop gracefully and release resources."""
@@ -108,8 +115,10 @@ async def serve_until_signalled(
         loop.add_signal_handler(signum, stop.set)
     logger.info("serving", extra={"port": running.port})
     await stop.wait()
-    logger.info("shutting down", extra={"grace_seconds": grace_seconds})
-    await running.stop(grace_seconds)
+    logger.info(
+        "shutting down", extra={"drain_seconds": drain_seconds, "grace_seconds": grace_seconds}
+    )
+    await running.stop(grace_seconds, drain_seconds)
     if on_stopped is not None:
         await on_stopped()
     logger.info("stopped")
