@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +19,8 @@ from medstation_platform.rpc.server import (
 )
 from medstation_platform.settings import ServiceSettings
 from medstation_platform.validation import RequestValidator
+
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def build_pipeline(
@@ -46,8 +50,13 @@ async def run_service(
     verifier: TokenVerifier,
     public_methods: Collection[str],
     on_stopped: Callable[[], Awaitable[None]],
+    background: Sequence[BackgroundTask] = (),
 ) -> None:
-    """Serve until SIGTERM/SIGINT. `domain` names the service in error details."""
+    """Serve until SIGTERM/SIGINT. `domain` names the service in error details.
+
+    `background` tasks (an outbox relay, say) run beside the server; each gets an event
+    that is set at shutdown and must return soon after it.
+    """
     registry = CollectorRegistry()
     if settings.metrics_port:
         serve_metrics(registry, settings.grpc_host, settings.metrics_port)
@@ -60,9 +69,15 @@ async def run_service(
         bindings=bindings,
         interceptors=[pipeline],
     )
-    await serve_until_signalled(
-        running,
-        grace_seconds=settings.shutdown_grace_seconds,
-        drain_seconds=settings.shutdown_drain_seconds,
-        on_stopped=on_stopped,
-    )
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(task(stopping)) for task in background]
+    try:
+        await serve_until_signalled(
+            running,
+            grace_seconds=settings.shutdown_grace_seconds,
+            drain_seconds=settings.shutdown_drain_seconds,
+        )
+    finally:
+        stopping.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await on_stopped()
