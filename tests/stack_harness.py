@@ -30,7 +30,7 @@ from devstack.postgres import (
     ensure_postgres,
 )
 from devstack.redis import ensure_redis, redis_url_from_env
-from devstack.services import service_by_key
+from devstack.services import present_services, service_by_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_PASSWORD = "e2e-admin-password-123"  # a throwaway test account
@@ -201,8 +201,9 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
     services: dict[str, ServiceProcess] = {}
     envoy_process = None
     try:
-        for key in ("user",):
-            entry = service_by_key(key)
+        # Registry order: the user service first, whose JWKS the others fetch.
+        for entry in present_services(REPO_ROOT):
+            key = entry.key
             database, role = f"{entry.database}_e2e_{suffix}", f"{entry.role}_e2e_{suffix}"
             password = secrets.token_hex(8)
             ensure_database(admin_url, database, role, password)
@@ -221,6 +222,8 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
                 # Export quickly so trace assertions need not wait for the batch timer.
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
             }
+            if "user" in services:
+                env["MEDSTATION_USER_SERVICE_ADDR"] = services["user"].address
             service = ServiceProcess(key, env, run_dir / f"{key}.log")
             _migrate(service)
             service.start()
