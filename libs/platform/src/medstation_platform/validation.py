@@ -16,7 +16,9 @@ class RequestValidator:
         # The validator compiles and caches the rules of each message type it sees.
         self._validator = Validator()  # type: ignore[no-untyped-call]
 
-    def check(self, request: Message) -> None:
+    def check(self, request: object) -> None:
+        if not isinstance(request, Message):
+            return  # a raw-bytes method (no proto schema) has no rules to check
         violations = self._validator.collect_violations(request)
         if violations:
             field_violations = [_field_violation(violation) for violation in violations]

@@ -176,8 +176,12 @@ class _CallScope:
             code = status_code_for(exc)
             self._record(code.name, reason=exc.reason)
             status = to_grpc_status(exc, domain=config.domain)
-        elif isinstance(exc, asyncio.CancelledError | grpc.aio.AbortError | GeneratorExit):
-            self._record("CANCELLED" if not isinstance(exc, grpc.aio.AbortError) else "ABORTED")
+        elif isinstance(exc, grpc.aio.AbortError):
+            # The handler aborted with a status of its own choosing: record that status.
+            self._record(getattr(self._context.code(), "name", "UNKNOWN"))
+            return False
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            self._record("CANCELLED")  # the client went away or its deadline passed
             return False
         elif isinstance(exc, Exception):
             logger.error("unhandled error", exc_info=exc, extra={"grpc_code": "INTERNAL"})
