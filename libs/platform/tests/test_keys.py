@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from medstation_platform.auth.keys import CachedJwks, KeyNotFound
+from medstation_platform.auth.keys import CachedJwks, KeyNotFound, KeysUnavailable
 
 DOC = {
     "keys": [
@@ -49,3 +49,39 @@ async def test_keys_are_cached_and_unknown_kids_refresh_at_most_once_per_interva
     clock.now = 400
     await keys.key("k1")
     assert fetches == 3  # stale after the TTL
+
+
+async def test_an_unreachable_key_source_is_unavailable_not_a_crash() -> None:
+    attempts = 0
+
+    async def down() -> bytes:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("user service down")
+
+    clock = Clock()
+    keys = CachedJwks(down, clock=clock)
+    for _ in range(3):
+        with pytest.raises(KeysUnavailable):
+            await keys.key("k1")
+    assert attempts == 1  # callers do not queue up behind a source that just failed
+    clock.now = 2
+    with pytest.raises(KeysUnavailable):
+        await keys.key("k1")
+    assert attempts == 2
+
+
+async def test_known_keys_outlive_a_failed_refresh() -> None:
+    up = True
+
+    async def flaky() -> bytes:
+        if not up:
+            raise ConnectionError("user service down")
+        return json.dumps(DOC).encode()
+
+    clock = Clock()
+    keys = CachedJwks(flaky, ttl_seconds=300, min_refresh_seconds=10, clock=clock)
+    await keys.key("k1")
+    up = False
+    clock.now = 400  # stale: a refresh is attempted and fails
+    assert (await keys.key("k1")).key_id == "k1"

@@ -13,9 +13,12 @@ import grpc
 import jwt
 from google.api import httpbody_pb2
 
+from medstation_platform import errors
+
 logger = logging.getLogger(__name__)
 
 JwksFetcher = Callable[[], Awaitable[bytes]]
+_RETRY_AFTER_FAILURE_SECONDS = 1.0
 
 
 def grpc_jwks_fetcher(
@@ -41,6 +44,11 @@ class KeyNotFound(Exception):
     """No key with this id is published (even after a refresh)."""
 
 
+class KeysUnavailable(errors.Unavailable):
+    reason = "SIGNING_KEYS_UNAVAILABLE"
+    default_message = "the identity service's signing keys cannot be fetched; retry later"
+
+
 class CachedJwks:
     """A JWKS document fetched on demand and kept for `ttl_seconds`.
 
@@ -62,6 +70,7 @@ class CachedJwks:
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at: float | None = None
+        self._retry_after = 0.0
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> jwt.PyJWK:
@@ -82,7 +91,18 @@ class CachedJwks:
         async with self._lock:
             if self._fetched_at is not None and self._clock() - self._fetched_at < 0.5:
                 return  # another task refreshed while we waited
-            document = json.loads(await self._fetch())
+            if not self._keys and self._clock() < self._retry_after:
+                raise KeysUnavailable()  # failed a moment ago: do not queue up behind it
+            try:
+                document = json.loads(await self._fetch())
+            except Exception as error:  # the source's failure types vary (gRPC, HTTP, JSON)
+                if not self._keys:
+                    self._retry_after = self._clock() + _RETRY_AFTER_FAILURE_SECONDS
+                    raise KeysUnavailable() from error
+                # Known keys stay trusted a little longer rather than failing every call.
+                logger.warning("JWKS refresh failed; keeping the known keys", exc_info=error)
+                self._fetched_at = self._clock() - self._ttl + self._min_refresh
+                return
             self._keys = _parse_keys(document)
             self._fetched_at = self._clock()
 

@@ -51,13 +51,15 @@ async def run_service(
     public_methods: Collection[str],
     on_stopped: Callable[[], Awaitable[None]],
     background: Sequence[BackgroundTask] = (),
+    registry: CollectorRegistry | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. `domain` names the service in error details.
 
     `background` tasks (an outbox relay, say) run beside the server; each gets an event
-    that is set at shutdown and must return soon after it.
+    that is set at shutdown and must return soon after it. `registry` holds the service's
+    own metrics (cache, outbox...), served with the RPC metrics on the metrics port.
     """
-    registry = CollectorRegistry()
+    registry = registry or CollectorRegistry()
     if settings.metrics_port:
         serve_metrics(registry, settings.grpc_host, settings.metrics_port)
     pipeline = build_pipeline(
