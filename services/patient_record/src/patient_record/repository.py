@@ -1,0 +1,441 @@
+"""Every SQL statement of the patient-record service. Repositories stage; the unit of work
+commits. The statements are built by module functions so that tests can EXPLAIN exactly
+what the repositories run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    REAL,
+    ColumnElement,
+    Date,
+    DateTime,
+    Insert,
+    Select,
+    Text,
+    Uuid,
+    and_,
+    cast,
+    delete,
+    exc,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from medstation_platform.db import UnitOfWork
+from medstation_platform.outbox import OutboxEvent, stage_event
+from patient_record import tables
+from patient_record.domain import (
+    AuditEvent,
+    Event,
+    IdempotencyRecord,
+    MrnAlreadyExists,
+    Note,
+    Patient,
+    PatientNotFound,
+    PatientOrder,
+    SortValue,
+)
+
+_patients = tables.patients
+_team = tables.care_team
+_notes = tables.notes
+_audit = tables.audit_events
+_UUID = Uuid(as_uuid=False)
+_TIMESTAMP = DateTime(timezone=True)
+_MRN_UNIQUE = "patients_mrn_key"
+_NOTE_PATIENT_FK = "notes_patient_id_fkey"
+
+Cursor = tuple[SortValue, str]  # the last row's sort value and id
+
+
+@dataclass(frozen=True)
+class PatientQuery:
+    """One page of ListPatients, as the repository needs it."""
+
+    viewer: str | None  # None: every patient (admins); else that user's care-team patients
+    order: PatientOrder
+    search: str  # "" matches everyone
+    after: Cursor | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    patient_id: str | None
+    actor_id: str | None
+    after: tuple[datetime, str] | None
+    limit: int
+
+
+# ---- statements ----
+
+
+def _care_team_of(patient_id: ColumnElement[Any]) -> ColumnElement[Any]:
+    members = (
+        select(_team.c.user_id)
+        .where(_team.c.patient_id == patient_id)
+        .order_by(_team.c.added_at, _team.c.user_id)
+        .scalar_subquery()
+        # Only the patient is outer: a list query joins care_team for the viewer too.
+        .correlate(_patients)
+    )
+    return func.array(members)  # ARRAY(subquery): members in the order they joined
+
+
+def _patient_columns() -> list[ColumnElement[Any]]:
+    return [*_patients.c, _care_team_of(_patients.c.id).label("care_team")]
+
+
+def _is_member(patient_id: ColumnElement[Any] | str, user_id: str) -> ColumnElement[bool]:
+    return exists().where(_team.c.patient_id == patient_id, _team.c.user_id == user_id)
+
+
+def patient_statement(patient_id: str, viewer: str | None) -> Select[Any]:
+    """The patient with its care team, if `viewer` may see it (None: anyone may)."""
+    statement = select(*_patient_columns()).where(_patients.c.id == patient_id)
+    if viewer is not None:
+        statement = statement.where(_is_member(_patients.c.id, viewer))
+    return statement
+
+
+def _sort_expression(query: PatientQuery) -> ColumnElement[Any]:
+    if query.order.key == "relevance":
+        return func.strict_word_similarity(query.search, _patients.c.name, type_=REAL)
+    return _patients.c[query.order.key]
+
+
+def _sort_bound(order: PatientOrder, value: SortValue) -> ColumnElement[Any]:
+    if order.key == "relevance":
+        # The similarity is a float4: the bound must be one too, or the float8 the token
+        # carried would compare unequal to the very row it came from.
+        return cast(literal(value), REAL)
+    if order.key == "date_of_birth":
+        return literal(value, Date)
+    if order.key == "created_at":
+        return literal(value, _TIMESTAMP)
+    return literal(value, Text)
+
+
+def _name_matches(search: str) -> ColumnElement[bool]:
+    # pg_trgm's strict word similarity (at least 0.5 by default): the query is similar
+    # to a run of whole words of the name, so "Jonathan Smithrs" finds "Johnathan
+    # Smithers" and "smith" finds "John Smith". One operator, not `%` OR `<%`: the
+    # planner prices an OR of two trigram index scans above a sequential scan.
+    return literal(search, Text).op("<<%", is_comparison=True)(_patients.c.name)
+
+
+def patient_page_statement(query: PatientQuery) -> Select[Any]:
+    """`query.limit` patients after the cursor, keyset-paginated on (sort value, id)."""
+    sort = _sort_expression(query)
+    statement = select(*_patient_columns(), sort.label("sort_value"))
+    if query.viewer is not None:
+        statement = statement.join(
+            _team, and_(_team.c.patient_id == _patients.c.id, _team.c.user_id == query.viewer)
+        )
+    if query.search:
+        statement = statement.where(_name_matches(query.search))
+    keys = tuple_(sort, _patients.c.id)
+    if query.after is not None:
+        value, last_id = query.after
+        bound = tuple_(_sort_bound(query.order, value), literal(last_id, _UUID))
+        statement = statement.where(keys < bound if query.order.descending else keys > bound)
+    if query.order.descending:
+        statement = statement.order_by(sort.desc(), _patients.c.id.desc())
+    else:
+        statement = statement.order_by(sort, _patients.c.id)
+    return statement.limit(query.limit)
+
+
+def note_page_statement(
+    patient_id: str, after: tuple[datetime, str] | None, limit: int
+) -> Select[Any]:
+    """A patient's notes, newest note_time first."""
+    statement = select(_notes).where(_notes.c.patient_id == patient_id)
+    if after is not None:
+        note_time, note_id = after
+        bound = tuple_(literal(note_time, _TIMESTAMP), literal(note_id, _UUID))
+        statement = statement.where(tuple_(_notes.c.note_time, _notes.c.id) < bound)
+    order = (_notes.c.note_time.desc(), _notes.c.id.desc())
+    return statement.order_by(*order).limit(limit)
+
+
+def audit_page_statement(query: AuditQuery) -> Select[Any]:
+    """Audit events, newest first, optionally for one patient and/or one actor."""
+    statement = select(_audit)
+    if query.patient_id is not None:
+        statement = statement.where(_audit.c.patient_id == query.patient_id)
+    if query.actor_id is not None:
+        statement = statement.where(_audit.c.actor_id == query.actor_id)
+    if query.after is not None:
+        occurred_at, event_id = query.after
+        bound = tuple_(literal(occurred_at, _TIMESTAMP), literal(event_id, _UUID))
+        statement = statement.where(tuple_(_audit.c.occurred_at, _audit.c.id) < bound)
+    order = (_audit.c.occurred_at.desc(), _audit.c.id.desc())
+    return statement.order_by(*order).limit(query.limit)
+
+
+def visible_read_statement(event: AuditEvent, viewer: str | None) -> Insert:
+    """Records `event` only if `viewer` may see its patient: the access check and the
+    audit row are one statement, so no read is ever allowed without being recorded."""
+    allowed: ColumnElement[bool] = (
+        exists().where(_patients.c.id == event.patient_id)
+        if viewer is None
+        else _is_member(event.patient_id, viewer)
+    )
+    row = select(
+        literal(event.id, _UUID),
+        literal(event.actor_id, _UUID),
+        literal(event.action, Text),
+        literal(event.patient_id, _UUID),
+        literal(event.note_id, _UUID),
+        literal(event.occurred_at, _TIMESTAMP),
+        literal(event.trace_id, Text),
+    ).where(allowed)
+    columns = ["id", "actor_id", "action", "patient_id", "note_id", "occurred_at", "trace_id"]
+    return insert(_audit).from_select(columns, row).returning(_audit.c.id)
+
+
+# ---- rows to domain objects ----
+
+
+def _patient(row: Any) -> Patient:
+    return Patient(
+        id=str(row.id),
+        name=row.name,
+        date_of_birth=row.date_of_birth,
+        sex=row.sex,
+        mrn=row.mrn,
+        care_team=tuple(str(member) for member in row.care_team),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _note(row: Any) -> Note:
+    return Note(
+        id=str(row.id),
+        patient_id=str(row.patient_id),
+        author_id=str(row.author_id),
+        content=row.content,
+        note_time=row.note_time,
+        created_at=row.created_at,
+    )
+
+
+def _audit_event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        id=str(row.id),
+        actor_id=str(row.actor_id),
+        action=row.action,
+        patient_id=str(row.patient_id),
+        note_id=None if row.note_id is None else str(row.note_id),
+        occurred_at=row.occurred_at,
+        trace_id=row.trace_id,
+    )
+
+
+def _violated(error: exc.IntegrityError, constraint: str) -> bool:
+    diag = getattr(error.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == constraint
+
+
+def _patient_values(patient: Patient) -> dict[str, Any]:
+    return {
+        "name": patient.name,
+        "date_of_birth": patient.date_of_birth,
+        "sex": patient.sex,
+        "mrn": patient.mrn,
+        "updated_at": patient.updated_at,
+    }
+
+
+# ---- repositories ----
+
+
+class PatientRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, patient: Patient) -> None:
+        """Inserts the patient and its care team; MrnAlreadyExists when the MRN is taken."""
+        values = {"id": patient.id, "created_at": patient.created_at, **_patient_values(patient)}
+        members = [
+            {"patient_id": patient.id, "user_id": member, "added_at": patient.created_at}
+            for member in patient.care_team
+        ]
+        try:
+            # A savepoint: the unique violation must not poison the whole transaction.
+            async with self._connection.begin_nested():
+                await self._connection.execute(insert(_patients).values(values))
+                await self._connection.execute(insert(_team).values(members))
+        except exc.IntegrityError as error:
+            if _violated(error, _MRN_UNIQUE):
+                raise MrnAlreadyExists() from None
+            raise
+
+    async def get(self, patient_id: str, *, viewer: str | None) -> Patient | None:
+        row = (await self._connection.execute(patient_statement(patient_id, viewer))).first()
+        return None if row is None else _patient(row)
+
+    async def lock(self, patient_id: str) -> None:
+        """Serializes changes to one patient (its care team above all) until commit."""
+        await self._connection.execute(
+            select(_patients.c.id).where(_patients.c.id == patient_id).with_for_update()
+        )
+
+    async def save(self, patient: Patient) -> None:
+        statement = update(_patients).where(_patients.c.id == patient.id)
+        try:
+            async with self._connection.begin_nested():
+                await self._connection.execute(statement.values(_patient_values(patient)))
+        except exc.IntegrityError as error:
+            if _violated(error, _MRN_UNIQUE):
+                raise MrnAlreadyExists() from None
+            raise
+
+    async def delete(self, patient_id: str) -> None:
+        # Its care team and notes go by ON DELETE CASCADE; its audit trail stays.
+        await self._connection.execute(delete(_patients).where(_patients.c.id == patient_id))
+
+    async def add_member(self, patient_id: str, user_id: str, at: datetime) -> None:
+        statement = pg_insert(_team).values(patient_id=patient_id, user_id=user_id, added_at=at)
+        await self._connection.execute(statement.on_conflict_do_nothing())
+
+    async def remove_member(self, patient_id: str, user_id: str) -> None:
+        await self._connection.execute(
+            delete(_team).where(_team.c.patient_id == patient_id, _team.c.user_id == user_id)
+        )
+
+    async def list_page(self, query: PatientQuery) -> list[tuple[Patient, SortValue]]:
+        result = await self._connection.execute(patient_page_statement(query))
+        return [(_patient(row), row.sort_value) for row in result]
+
+
+class NoteRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def add(self, note: Note) -> None:
+        try:
+            async with self._connection.begin_nested():
+                await self._connection.execute(insert(_notes).values(vars(note)))
+        except exc.IntegrityError as error:
+            if _violated(error, _NOTE_PATIENT_FK):  # the patient was deleted meanwhile
+                raise PatientNotFound() from None
+            raise
+
+    async def get(self, patient_id: str, note_id: str) -> Note | None:
+        statement = select(_notes).where(_notes.c.id == note_id, _notes.c.patient_id == patient_id)
+        row = (await self._connection.execute(statement)).first()
+        return None if row is None else _note(row)
+
+    async def list_page(
+        self, patient_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Note]:
+        result = await self._connection.execute(note_page_statement(patient_id, after, limit))
+        return [_note(row) for row in result]
+
+    async def delete(self, patient_id: str, note_id: str) -> bool:
+        statement = delete(_notes).where(_notes.c.id == note_id, _notes.c.patient_id == patient_id)
+        result = await self._connection.execute(statement.returning(_notes.c.id))
+        return result.first() is not None
+
+    async def delete_all(self, patient_id: str) -> list[str]:
+        """Deletes every note of the patient; their ids, oldest first."""
+        statement = delete(_notes).where(_notes.c.patient_id == patient_id)
+        result = await self._connection.execute(
+            statement.returning(_notes.c.id, _notes.c.note_time)
+        )
+        return [str(note_id) for note_id, _ in sorted(result, key=lambda row: (row[1], row[0]))]
+
+
+class AuditRepository:
+    """Appends to the audit trail and reads it; it has no way to change or remove a row."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def record(self, events: Sequence[AuditEvent]) -> None:
+        if events:
+            await self._connection.execute(insert(_audit).values([vars(e) for e in events]))
+
+    async def record_if_visible(self, event: AuditEvent, *, viewer: str | None) -> bool:
+        result = await self._connection.execute(visible_read_statement(event, viewer))
+        return result.first() is not None
+
+    async def list_page(self, query: AuditQuery) -> list[AuditEvent]:
+        result = await self._connection.execute(audit_page_statement(query))
+        return [_audit_event(row) for row in result]
+
+
+class IdempotencyRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """None when `record` is the first with its key; else the first one.
+
+        A concurrent first request holds the key's index entry until it commits or rolls
+        back; ON CONFLICT waits for that outcome, so exactly one request creates.
+        """
+        keys = tables.idempotency_keys
+        claimed = await self._connection.execute(
+            pg_insert(keys)
+            .values(vars(record))
+            .on_conflict_do_nothing()
+            .returning(keys.c.request_id)
+        )
+        if claimed.first() is not None:
+            return None
+        row = (
+            await self._connection.execute(
+                select(keys).where(
+                    keys.c.caller_id == record.caller_id, keys.c.request_id == record.request_id
+                )
+            )
+        ).one()
+        return IdempotencyRecord(
+            caller_id=str(row.caller_id),
+            request_id=str(row.request_id),
+            request_hash=bytes(row.request_hash),
+            resource_id=str(row.resource_id),
+            created_at=row.created_at,
+        )
+
+
+class EventOutbox:
+    """Stages events in the business transaction; the relay publishes them after commit."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
+
+    async def stage(self, event: Event, *, now: datetime) -> None:
+        outbox_event = OutboxEvent(event.event_type, event.patient_id, event.payload)
+        await stage_event(self._connection, tables.outbox, outbox_event, now=now)
+
+
+class PatientUnitOfWork(UnitOfWork):
+    patients: PatientRepository
+    notes: NoteRepository
+    audit: AuditRepository
+    idempotency: IdempotencyRepository
+    events: EventOutbox
+
+    def bind(self, connection: AsyncConnection) -> None:
+        self.patients = PatientRepository(connection)
+        self.notes = NoteRepository(connection)
+        self.audit = AuditRepository(connection)
+        self.idempotency = IdempotencyRepository(connection)
+        self.events = EventOutbox(connection)

@@ -1,0 +1,300 @@
+"""In-memory stand-ins for the patient-record service's I/O: the unit of work, the cache,
+the clock.
+
+The fake repositories subclass the real ones so mypy holds them to the same method
+signatures; they never touch the connection the real ones would use.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from patient_record.domain import (
+    AuditEvent,
+    Event,
+    IdempotencyRecord,
+    MrnAlreadyExists,
+    Note,
+    Patient,
+    PatientNotFound,
+    SortValue,
+)
+from patient_record.repository import (
+    AuditQuery,
+    AuditRepository,
+    EventOutbox,
+    IdempotencyRepository,
+    NoteRepository,
+    PatientQuery,
+    PatientRepository,
+    PatientUnitOfWork,
+)
+from patient_record.use_cases import Loader
+
+# Stands in for pg_trgm: close enough to tell a typo from another name.
+_MATCH_THRESHOLD = 0.5
+
+
+@dataclass
+class Tables:
+    """What the database holds (committed) or a transaction sees."""
+
+    patients: dict[str, Patient] = field(default_factory=dict)
+    notes: dict[str, Note] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    idempotency: dict[tuple[str, str], IdempotencyRecord] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    def copy(self) -> Tables:
+        # Rows are frozen dataclasses: copying the containers isolates a transaction.
+        return Tables(
+            dict(self.patients),
+            dict(self.notes),
+            list(self.audit),
+            dict(self.idempotency),
+            list(self.events),
+        )
+
+    def visible(self, patient_id: str, viewer: str | None) -> Patient | None:
+        patient = self.patients.get(patient_id)
+        if patient is None or (viewer is not None and viewer not in patient.care_team):
+            return None
+        return patient
+
+
+def similarity(name: str, search: str) -> float:
+    return difflib.SequenceMatcher(None, name.lower(), search.lower()).ratio()
+
+
+class FakePatients(PatientRepository):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def add(self, patient: Patient) -> None:
+        self._check_mrn(patient)
+        self._tables.patients[patient.id] = patient
+
+    async def get(self, patient_id: str, *, viewer: str | None) -> Patient | None:
+        return self._tables.visible(patient_id, viewer)
+
+    async def lock(self, patient_id: str) -> None:
+        """One event loop, no concurrent transactions: nothing to serialize."""
+
+    async def save(self, patient: Patient) -> None:
+        stored = self._tables.patients.get(patient.id)
+        if stored is None:
+            return
+        self._check_mrn(patient)
+        # Like the UPDATE: the care team lives in its own table, changed only by members.
+        self._tables.patients[patient.id] = replace(patient, care_team=stored.care_team)
+
+    async def delete(self, patient_id: str) -> None:
+        self._tables.patients.pop(patient_id, None)
+        for note in [n for n in self._tables.notes.values() if n.patient_id == patient_id]:
+            del self._tables.notes[note.id]
+
+    async def add_member(self, patient_id: str, user_id: str, at: datetime) -> None:
+        patient = self._tables.patients[patient_id]
+        if user_id not in patient.care_team:
+            team = (*patient.care_team, user_id)
+            self._tables.patients[patient_id] = replace(patient, care_team=team)
+
+    async def remove_member(self, patient_id: str, user_id: str) -> None:
+        patient = self._tables.patients[patient_id]
+        team = tuple(member for member in patient.care_team if member != user_id)
+        self._tables.patients[patient_id] = replace(patient, care_team=team)
+
+    async def list_page(self, query: PatientQuery) -> list[tuple[Patient, SortValue]]:
+        rows: list[tuple[Patient, SortValue]] = []
+        for patient in self._tables.patients.values():
+            if query.viewer is not None and query.viewer not in patient.care_team:
+                continue
+            score = similarity(patient.name, query.search) if query.search else 0.0
+            if query.search and score < _MATCH_THRESHOLD:
+                continue
+            value = score if query.order.key == "relevance" else getattr(patient, query.order.key)
+            rows.append((patient, value))
+        rows.sort(key=lambda row: (row[1], row[0].id), reverse=query.order.descending)
+        if query.after is not None:
+            after = query.after
+            if query.order.descending:
+                rows = [row for row in rows if (row[1], row[0].id) < after]
+            else:
+                rows = [row for row in rows if (row[1], row[0].id) > after]
+        return rows[: query.limit]
+
+    def _check_mrn(self, patient: Patient) -> None:
+        others = (p for p in self._tables.patients.values() if p.id != patient.id)
+        if patient.mrn is not None and any(other.mrn == patient.mrn for other in others):
+            raise MrnAlreadyExists()
+
+
+class FakeNotes(NoteRepository):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def add(self, note: Note) -> None:
+        if note.patient_id not in self._tables.patients:
+            raise PatientNotFound()
+        self._tables.notes[note.id] = note
+
+    async def get(self, patient_id: str, note_id: str) -> Note | None:
+        note = self._tables.notes.get(note_id)
+        return note if note is not None and note.patient_id == patient_id else None
+
+    async def list_page(
+        self, patient_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Note]:
+        notes = [n for n in self._tables.notes.values() if n.patient_id == patient_id]
+        notes.sort(key=lambda note: (note.note_time, note.id), reverse=True)
+        if after is not None:
+            notes = [note for note in notes if (note.note_time, note.id) < after]
+        return notes[:limit]
+
+    async def delete(self, patient_id: str, note_id: str) -> bool:
+        if await self.get(patient_id, note_id) is None:
+            return False
+        del self._tables.notes[note_id]
+        return True
+
+    async def delete_all(self, patient_id: str) -> list[str]:
+        notes = [n for n in self._tables.notes.values() if n.patient_id == patient_id]
+        for note in notes:
+            del self._tables.notes[note.id]
+        return [note.id for note in sorted(notes, key=lambda n: (n.note_time, n.id))]
+
+
+class FakeAudit(AuditRepository):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def record(self, events: Sequence[AuditEvent]) -> None:
+        self._tables.audit.extend(events)
+
+    async def record_if_visible(self, event: AuditEvent, *, viewer: str | None) -> bool:
+        if self._tables.visible(event.patient_id, viewer) is None:
+            return False
+        self._tables.audit.append(event)
+        return True
+
+    async def list_page(self, query: AuditQuery) -> list[AuditEvent]:
+        events = [
+            event
+            for event in self._tables.audit
+            if query.patient_id in (None, event.patient_id)
+            and query.actor_id in (None, event.actor_id)
+        ]
+        events.sort(key=lambda event: (event.occurred_at, event.id), reverse=True)
+        if query.after is not None:
+            after = query.after
+            events = [event for event in events if (event.occurred_at, event.id) < after]
+        return events[: query.limit]
+
+
+class FakeIdempotency(IdempotencyRepository):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def claim(self, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        key = (record.caller_id, record.request_id)
+        first = self._tables.idempotency.get(key)
+        if first is None:
+            self._tables.idempotency[key] = record
+        return first
+
+
+class FakeOutbox(EventOutbox):
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    async def stage(self, event: Event, *, now: datetime) -> None:
+        self._tables.events.append(event)
+
+
+class FakeDatabase:
+    """The committed state, and units of work that see it as transactions would."""
+
+    def __init__(self) -> None:
+        self.committed = Tables()
+        self.commits = 0
+
+    def unit_of_work(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self)
+
+
+class FakeUnitOfWork(PatientUnitOfWork):
+    """Stages changes on a private copy; `commit` publishes it, leaving discards it."""
+
+    def __init__(self, database: FakeDatabase) -> None:
+        self._database = database
+        self._staged: Tables | None = None
+
+    def bind(self, connection: AsyncConnection) -> None:
+        raise NotImplementedError("the fake unit of work has no connection")
+
+    async def __aenter__(self) -> Self:
+        self._begin()
+        return self
+
+    async def commit(self) -> None:
+        if self._staged is None:
+            raise RuntimeError("commit() outside of `async with`")
+        self._database.committed = self._staged
+        self._database.commits += 1
+        self._begin()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._staged = None
+
+    def _begin(self) -> None:
+        self._staged = self._database.committed.copy()
+        self.patients = FakePatients(self._staged)
+        self.notes = FakeNotes(self._staged)
+        self.audit = FakeAudit(self._staged)
+        self.idempotency = FakeIdempotency(self._staged)
+        self.events = FakeOutbox(self._staged)
+
+
+class FakeCache:
+    """Cache-aside in a dict; keeps what it was asked to invalidate."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.invalidated: list[str] = []
+
+    async def read(self, key: str, load: Loader) -> str | None:
+        if key in self.values:
+            return self.values[key]
+        value = await load()
+        if value is not None:
+            self.values[key] = value
+        return value
+
+    async def invalidate(self, key: str) -> None:
+        self.invalidated.append(key)
+        self.values.pop(key, None)
+
+
+class FixedClock:
+    """Time stands still until a test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
