@@ -19,6 +19,10 @@ TEST_DIRS := $(sort $(wildcard libs/*/tests services/*/tests)) $(wildcard tests)
 
 N ?= 5
 TRACE ?=
+PATIENTS ?= 10000
+DURATION ?=
+CONCURRENCY ?=
+BENCH_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
@@ -84,6 +88,26 @@ run: venv ## Start the whole system locally (databases, services, Envoy, trace s
 .PHONY: traces
 traces: venv ## Print the latest N traces (default 5) from `make run` as waterfalls
 	@$(PY) -m devstack traces --limit $(N) $(if $(TRACE),--trace $(TRACE))
+
+.PHONY: seed
+seed: venv ## Load the demo data set into a running `make run` (PATIENTS=10000), idempotent
+	$(PY) -m devstack seed --patients $(PATIENTS)
+
+.PHONY: bench-deps
+bench-deps: ## Install wrk and h2load (nghttp2-client) from Debian when missing
+	@missing=(); \
+	command -v wrk >/dev/null || missing+=(wrk); \
+	command -v h2load >/dev/null || missing+=(nghttp2-client); \
+	if [ $${#missing[@]} -gt 0 ]; then \
+	  echo "installing Debian packages: $${missing[*]}"; \
+	  $(SUDO) apt-get update -q; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends "$${missing[@]}"; \
+	fi
+
+.PHONY: bench
+bench: venv bench-deps ## Benchmark a running `make run`; writes docs/benchmarks.md (DURATION=5 CONCURRENCY=1,16)
+	$(PY) -m devstack bench $(if $(DURATION),--duration $(DURATION)) \
+	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove run state (.run: logs, traces) and caches; keeps .venv

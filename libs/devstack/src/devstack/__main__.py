@@ -1,4 +1,5 @@
-"""`python -m devstack run | traces | trace-sink` — what `make run` and `make traces` call."""
+"""`python -m devstack run | traces | trace-sink | seed | bench` — what `make run`, `make traces`,
+`make seed` and `make bench` call."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from devstack import gateway_config, traces_view
+from devstack import gateway_config, seed, traces_view
+from devstack.bench import cli as bench_cli
 from devstack.postgres import admin_url_from_env
 from devstack.redis import redis_url_from_env
 from devstack.stack import StackConfig, run_stack
@@ -18,10 +20,16 @@ DEFAULT_TRACES_FILE = Path(".run") / "traces.jsonl"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(arguments)
     command: str = args.command
     if command == "run":
         return _run()
+    if command == "seed":
+        return seed.run(args)
+    if command == "bench":
+        # The report quotes the exact command line that produced it.
+        return bench_cli.run(args, arguments[1:])
     if command == "traces":
         return _traces(args.file, args.limit, args.trace)
     return _trace_sink(args.host, args.port, args.out)
@@ -39,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--host", default="127.0.0.1")
     sink.add_argument("--port", type=int, default=DEFAULT_SINK_PORT)
     sink.add_argument("--out", type=Path, default=DEFAULT_TRACES_FILE)
+    seed.add_arguments(
+        commands.add_parser("seed", help="load the demo data set into a running stack")
+    )
+    bench_cli.add_arguments(
+        commands.add_parser("bench", help="benchmark a running stack, write docs/benchmarks.md")
+    )
     return parser
 
 

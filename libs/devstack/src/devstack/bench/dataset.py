@@ -1,0 +1,112 @@
+"""The data a benchmark reads and writes: its own clinician and that clinician's patients.
+
+Kept apart from the demo data set (another account, request-id namespace and MRN prefix)
+so `make bench` never changes what `make seed` loaded. A re-run first lists the
+clinician's patients, a few calls, and only seeds (idempotently) when too few are there.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+from devstack.api_session import ApiSession, Credentials
+from devstack.demo_people import namespace_uuid, patient_spec
+from devstack.progress import ProgressBar
+from devstack.seed import CALL_TIMEOUT_SECONDS, DataSetPlan, seed_data_set
+from devstack.soap_notes import notes_for, notes_until
+from medstation.patient.v1 import patient_service_pb2 as patient_pb
+from medstation.patient.v1 import patient_service_pb2_grpc as patient_grpc
+
+BENCH_CREDENTIALS = Credentials(
+    "bench.clinician@medstation.local",
+    "bench-clinician-password",
+    "Dr Bench Clinician",
+)
+BENCH_NAMESPACE = "bench"
+BENCH_MRN_PREFIX = "BN"
+_SEED_CONCURRENCY = 16
+_PAGE_SIZE = 100
+_NOTE_BODIES = 8
+
+
+class BenchDataError(RuntimeError):
+    """The bench patients could not be made; the message quotes the first failures."""
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """Patients the bench clinician may read, and SOAP texts for CreateNote."""
+
+    patient_ids: tuple[str, ...]
+    note_bodies: tuple[str, ...]
+
+
+async def ensure_bench_data(
+    session: ApiSession,
+    patients: patient_grpc.PatientRecordServiceAsyncStub | None,
+    count: int,
+    progress_stream: TextIO | None = None,
+) -> BenchData:
+    """`count` patients with notes (none without the patient service), made if missing."""
+    if patients is None or count == 0:
+        return BenchData((), ())
+    ids = await _listed_patient_ids(session, patients, count)
+    if len(ids) < count:
+        ids = await _seeded_patient_ids(session, patients, count, progress_stream)
+    return BenchData(tuple(ids[:count]), _note_bodies())
+
+
+async def _listed_patient_ids(
+    session: ApiSession, patients: patient_grpc.PatientRecordServiceAsyncStub, count: int
+) -> list[str]:
+    ids: list[str] = []
+    token = ""
+    # Bounded: enough pages for `count`, plus one for a partly filled first page.
+    for _ in range(count // _PAGE_SIZE + 2):
+        page = await patients.ListPatients(
+            patient_pb.ListPatientsRequest(
+                page_size=_PAGE_SIZE, page_token=token, order_by="created_at"
+            ),
+            metadata=await session.metadata(),
+            timeout=CALL_TIMEOUT_SECONDS,
+        )
+        ids += [patient.id for patient in page.patients]
+        token = page.next_page_token
+        if not token or len(ids) >= count:
+            break
+    return ids
+
+
+async def _seeded_patient_ids(
+    session: ApiSession,
+    patients: patient_grpc.PatientRecordServiceAsyncStub,
+    count: int,
+    progress_stream: TextIO | None,
+) -> list[str]:
+    plan = DataSetPlan(namespace_uuid(BENCH_NAMESPACE), count, BENCH_MRN_PREFIX)
+    progress = ProgressBar("bench patients", count, progress_stream or sys.stderr)
+    try:
+        tally = await seed_data_set(
+            session, patients, plan, concurrency=_SEED_CONCURRENCY, progress=progress
+        )
+    finally:
+        progress.close()
+    if tally.failures:
+        raise BenchDataError(
+            f"{len(tally.failures)} bench patients or notes failed, first: {tally.failures[0]}"
+        )
+    return tally.patient_ids
+
+
+def _note_bodies() -> tuple[str, ...]:
+    namespace = namespace_uuid(BENCH_NAMESPACE)
+    until = notes_until(datetime.now(UTC))
+    bodies = [
+        note.content
+        for index in range(_NOTE_BODIES)
+        for note in notes_for(namespace, patient_spec(namespace, index, BENCH_MRN_PREFIX), until)
+    ]
+    return tuple(bodies[:_NOTE_BODIES])
