@@ -15,6 +15,10 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -376,3 +380,39 @@ async def test_a_redis_outage_delays_events_but_loses_none(
 async def _errors_counted(registry: CollectorRegistry) -> bool:
     errors = registry.get_sample_value("outbox_relay_errors_total", {"stream": "events"})
     return (errors or 0) >= 2
+
+
+async def test_the_relays_polling_is_not_traced(
+    database_url: str, redis: Redis, table: Table, stream: str, lock_id: int
+) -> None:
+    """Polls several times a second would bury every request's trace in one-span traces."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = build_engine(database_url, pool_size=2, statement_timeout_ms=5000)
+    instrumentor = SQLAlchemyInstrumentor()
+    instrumentor.instrument(engine=engine.sync_engine, tracer_provider=provider)
+    try:
+        async with engine.connect() as connection:  # proves the engine is instrumented
+            await connection.execute(text("SELECT 1"))
+        assert exporter.get_finished_spans()
+        exporter.clear()
+        await _stage(engine, table, _event(1))
+        exporter.clear()
+        relay = _relay(engine, redis, table, stream, lock_id, poll_interval_seconds=0.01)
+        stopping = asyncio.Event()
+        running = asyncio.ensure_future(relay.run(stopping))
+        await _eventually(_stream_has_entries(redis, stream))  # Redis: not instrumented here
+        stopping.set()
+        await running
+        assert exporter.get_finished_spans() == ()
+    finally:
+        instrumentor.uninstrument()
+        await engine.dispose()
+
+
+def _stream_has_entries(redis: Redis, stream: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(await _entries(redis, stream))
+
+    return check

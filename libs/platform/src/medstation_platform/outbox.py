@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import propagate
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
@@ -188,7 +189,10 @@ class OutboxRelay:
     async def run(self, stopping: asyncio.Event) -> None:
         """Relay until `stopping` is set; failures are logged and retried, never raised."""
         while not stopping.is_set():
-            pause = await self._relay_or_back_off()
+            # Polls run several times a second: traced, they would bury every request's
+            # trace under one-span traces of the relay's own SELECTs.
+            with suppress_instrumentation():
+                pause = await self._relay_or_back_off()
             await _sleep_unless_stopped(stopping, pause)
 
     async def lag(self) -> tuple[int, float]:
