@@ -10,15 +10,14 @@ import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import grpc
 import jwt
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from google.rpc import error_details_pb2, status_pb2
 
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -28,38 +27,6 @@ ISSUER = "medstation"
 AUDIENCE = "medstation-api"
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 Metadata = tuple[tuple[str, str], ...]
-_DETAILS_KEY = "grpc-status-details-bin"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What a failed call tells the client: the code, ErrorInfo, and BadRequest fields."""
-
-    code: grpc.StatusCode
-    reason: str
-    domain: str
-    fields: list[str]
-
-
-async def failure(call: Awaitable[object]) -> Failure:
-    """Await a call that must fail, and decode its status details."""
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await call
-    error = raised.value
-    # grpc-stubs types these trailers like the sync API's tuples; they are aio Metadata.
-    trailers = cast(grpc.aio.Metadata, error.trailing_metadata())
-    [packed] = trailers.get_all(_DETAILS_KEY)
-    assert isinstance(packed, bytes)
-    status = status_pb2.Status.FromString(packed)
-    info = error_details_pb2.ErrorInfo()
-    bad_request = error_details_pb2.BadRequest()
-    for detail in status.details:
-        if detail.TypeName() == "google.rpc.ErrorInfo":
-            detail.Unpack(info)
-        elif detail.TypeName() == "google.rpc.BadRequest":
-            detail.Unpack(bad_request)
-    fields = [violation.field for violation in bad_request.field_violations]
-    return Failure(error.code(), info.reason, info.domain, fields)
 
 
 async def not_found(call: Awaitable[object]) -> None:

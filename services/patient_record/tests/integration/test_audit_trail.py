@@ -11,11 +11,9 @@ import pytest
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
-from services.patient_record.tests.integration.patient_client import (
-    PatientClient,
-    failure,
-)
+from services.patient_record.tests.integration.patient_client import PatientClient
 
 if TYPE_CHECKING:
     from medstation.patient.v1.patient_service_pb2_grpc import PatientRecordServiceAsyncStub

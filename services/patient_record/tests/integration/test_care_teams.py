@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from devstack.ports import free_port
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
 from medstation.patient.v1 import patient_service_pb2_grpc as pb_grpc
 from medstation_platform.auth.tokens import TokenVerifier
@@ -20,7 +21,6 @@ from services.patient_record.tests.integration.patient_client import (
     Caller,
     PatientClient,
     TokenIssuer,
-    failure,
     not_found,
 )
 

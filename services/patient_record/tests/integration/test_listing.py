@@ -13,12 +13,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
-from services.patient_record.tests.integration.patient_client import (
-    Caller,
-    PatientClient,
-    failure,
-)
+from services.patient_record.tests.integration.patient_client import Caller, PatientClient
 
 if TYPE_CHECKING:
     from medstation.patient.v1.patient_service_pb2_grpc import PatientRecordServiceAsyncStub

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
 from services.patient_record.tests.integration.patient_client import (
     UNKNOWN_ID,
     Caller,
     PatientClient,
-    failure,
 )
 
 if TYPE_CHECKING:

@@ -13,12 +13,9 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
-from services.patient_record.tests.integration.patient_client import (
-    PatientClient,
-    failure,
-    not_found,
-)
+from services.patient_record.tests.integration.patient_client import PatientClient, not_found
 
 if TYPE_CHECKING:
     from medstation.patient.v1.patient_service_pb2_grpc import PatientRecordServiceAsyncStub

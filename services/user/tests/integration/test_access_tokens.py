@@ -13,10 +13,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from devstack.rpc_failures import failure
 from medstation.user.v1 import user_service_pb2 as pb
 from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
 from medstation_platform.auth.tokens import TokenVerifier
-from services.user.tests.integration.user_client import Metadata, Session, UserClient, failure
+from services.user.tests.integration.user_client import Metadata, Session, UserClient
 from user.bootstrap import UserService
 from user.domain import User
 

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from devstack.rpc_failures import failure
 from medstation.user.v1 import user_service_pb2 as pb
-from services.user.tests.integration.user_client import Session, UserClient, failure
+from services.user.tests.integration.user_client import Session, UserClient
 
 if TYPE_CHECKING:
     from medstation.user.v1.user_service_pb2_grpc import UserServiceAsyncStub

@@ -7,13 +7,9 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from devstack.rpc_failures import failure
 from medstation.user.v1 import user_service_pb2 as pb
-from services.user.tests.integration.user_client import (
-    PASSWORD,
-    UserClient,
-    failure,
-    new_email,
-)
+from services.user.tests.integration.user_client import PASSWORD, UserClient, new_email
 
 if TYPE_CHECKING:
     from medstation.user.v1.user_service_pb2_grpc import UserServiceAsyncStub

@@ -6,15 +6,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from devstack.rpc_failures import Failure, failure
 from medstation.user.v1 import user_service_pb2 as pb
-from services.user.tests.integration.user_client import (
-    PASSWORD,
-    Failure,
-    UserClient,
-    bearer,
-    failure,
-    new_email,
-)
+from services.user.tests.integration.user_client import PASSWORD, UserClient, bearer, new_email
 
 if TYPE_CHECKING:
     from medstation.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
