@@ -479,6 +479,20 @@ def test_env_names_the_collector_and_the_token_audience(descriptor: Path) -> Non
     assert disabled.otlp_endpoint is None
 
 
+def test_env_sizes_the_rate_limit_and_refuses_nonsense(descriptor: Path) -> None:
+    upstreams = (Upstream("user", "medstation.user.v1.UserService", "127.0.0.1", 50051),)
+    env = {
+        "MEDSTATION_GATEWAY_RATE_LIMIT_PER_SECOND": "5000",
+        "MEDSTATION_GATEWAY_RATE_LIMIT_BURST": "10000",
+    }
+
+    options = options_from_env(upstreams, str(descriptor), env)
+
+    assert (options.rate_limit_fill_per_second, options.rate_limit_tokens) == (5000, 10000)
+    with pytest.raises(GatewayConfigError, match="RATE_LIMIT_BURST"):
+        options_from_env(upstreams, str(descriptor), {"MEDSTATION_GATEWAY_RATE_LIMIT_BURST": "-1"})
+
+
 @pytest.mark.parametrize(
     "change",
     [

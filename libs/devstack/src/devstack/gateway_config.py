@@ -216,7 +216,8 @@ def options_from_env(
     """GatewayOptions honouring the variables the services read too, then `overrides`.
 
     OTEL_EXPORTER_OTLP_ENDPOINT (empty or OTEL_TRACES_EXPORTER=none: no tracing),
-    MEDSTATION_JWT_ISSUER and MEDSTATION_JWT_AUDIENCE, so gateway and services agree.
+    MEDSTATION_JWT_ISSUER and MEDSTATION_JWT_AUDIENCE, so gateway and services agree;
+    MEDSTATION_GATEWAY_RATE_LIMIT_PER_SECOND and _BURST size the gateway's token bucket.
     """
     env = os.environ if env is None else env
     options = GatewayOptions(upstreams=upstreams, descriptor_path=descriptor_path)
@@ -226,8 +227,23 @@ def options_from_env(
         otlp_endpoint=None if tracing_off else env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
         jwt_issuer=env.get("MEDSTATION_JWT_ISSUER") or options.jwt_issuer,
         jwt_audience=env.get("MEDSTATION_JWT_AUDIENCE") or options.jwt_audience,
+        rate_limit_fill_per_second=_positive_int(
+            env, "MEDSTATION_GATEWAY_RATE_LIMIT_PER_SECOND", options.rate_limit_fill_per_second
+        ),
+        rate_limit_tokens=_positive_int(
+            env, "MEDSTATION_GATEWAY_RATE_LIMIT_BURST", options.rate_limit_tokens
+        ),
     )
     return replace(options, **overrides)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise GatewayConfigError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 def profile_options(
