@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from medstation.patient.v1 import patient_service_pb2 as pb
 from medstation.patient.v1 import patient_service_pb2_grpc as pb_grpc
 from medstation_platform import errors
-from medstation_platform.auth.principal import Principal, current_principal
-from medstation_platform.auth.tokens import TokenMissing
+from medstation_platform.auth.principal import require_principal
 from medstation_platform.field_mask import fields_to_update
+from medstation_platform.proto_time import to_timestamp
 from medstation_platform.rpc.interceptors import Context
 from patient_record import use_cases
 from patient_record.domain import AuditEvent, Note, Patient
@@ -28,12 +28,6 @@ PUBLIC_METHODS: frozenset[str] = frozenset()  # every call is about PHI: all nee
 _UPDATABLE = ("name", "date_of_birth", "sex", "mrn")
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def patient_to_proto(patient: Patient) -> pb.Patient:
     return pb.Patient(
         id=patient.id,
@@ -42,8 +36,8 @@ def patient_to_proto(patient: Patient) -> pb.Patient:
         sex=patient.sex,
         mrn=patient.mrn or "",
         care_team=list(patient.care_team),
-        created_at=_timestamp(patient.created_at),
-        updated_at=_timestamp(patient.updated_at),
+        created_at=to_timestamp(patient.created_at),
+        updated_at=to_timestamp(patient.updated_at),
     )
 
 
@@ -53,8 +47,8 @@ def note_to_proto(note: Note) -> pb.Note:
         patient_id=note.patient_id,
         author_id=note.author_id,
         content=note.content,
-        note_time=_timestamp(note.note_time),
-        created_at=_timestamp(note.created_at),
+        note_time=to_timestamp(note.note_time),
+        created_at=to_timestamp(note.created_at),
     )
 
 
@@ -65,7 +59,7 @@ def audit_event_to_proto(event: AuditEvent) -> pb.AuditEvent:
         action=event.action,
         patient_id=event.patient_id,
         note_id=event.note_id or "",
-        occurred_at=_timestamp(event.occurred_at),
+        occurred_at=to_timestamp(event.occurred_at),
         trace_id=event.trace_id,
     )
 
@@ -79,13 +73,6 @@ def _note_time(request: pb.CreateNoteRequest) -> datetime | None:
         raise errors.InvalidArgument.for_field("note_time", "is not a valid time") from None
 
 
-def _principal() -> Principal:
-    principal = current_principal()
-    if principal is None:  # only reachable if a method were wrongly listed as public
-        raise TokenMissing()
-    return principal
-
-
 class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
     def __init__(self, records: Records) -> None:
         self._records = records
@@ -95,7 +82,7 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
             name=request.name, date_of_birth=request.date_of_birth, sex=request.sex, mrn=request.mrn
         )
         patient = await use_cases.create_patient(
-            self._records, _principal(), details, request_id=request.request_id
+            self._records, require_principal(), details, request_id=request.request_id
         )
         return patient_to_proto(patient)
 
@@ -104,7 +91,7 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
     ) -> pb.ListPatientsResponse:
         page = await use_cases.list_patients(
             self._records,
-            _principal(),
+            require_principal(),
             PageRequest(request.page_size, request.page_token),
             query=request.query,
             order_by=request.order_by,
@@ -115,7 +102,7 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
         )
 
     async def GetPatient(self, request: pb.GetPatientRequest, context: Context) -> pb.Patient:
-        patient = await use_cases.get_patient(self._records, _principal(), request.id)
+        patient = await use_cases.get_patient(self._records, require_principal(), request.id)
         return patient_to_proto(patient)
 
     async def UpdatePatient(self, request: pb.UpdatePatientRequest, context: Context) -> pb.Patient:
@@ -127,20 +114,22 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
             sex=body.sex if "sex" in fields else None,
             mrn=body.mrn if "mrn" in fields else None,
         )
-        patient = await use_cases.update_patient(self._records, _principal(), body.id, changes)
+        patient = await use_cases.update_patient(
+            self._records, require_principal(), body.id, changes
+        )
         return patient_to_proto(patient)
 
     async def DeletePatient(
         self, request: pb.DeletePatientRequest, context: Context
     ) -> empty_pb2.Empty:
-        await use_cases.delete_patient(self._records, _principal(), request.id)
+        await use_cases.delete_patient(self._records, require_principal(), request.id)
         return empty_pb2.Empty()
 
     async def AddCareTeamMember(
         self, request: pb.AddCareTeamMemberRequest, context: Context
     ) -> pb.Patient:
         patient = await use_cases.add_care_team_member(
-            self._records, _principal(), request.id, request.user_id
+            self._records, require_principal(), request.id, request.user_id
         )
         return patient_to_proto(patient)
 
@@ -148,14 +137,14 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
         self, request: pb.RemoveCareTeamMemberRequest, context: Context
     ) -> pb.Patient:
         patient = await use_cases.remove_care_team_member(
-            self._records, _principal(), request.id, request.user_id
+            self._records, require_principal(), request.id, request.user_id
         )
         return patient_to_proto(patient)
 
     async def CreateNote(self, request: pb.CreateNoteRequest, context: Context) -> pb.Note:
         note = await use_cases.create_note(
             self._records,
-            _principal(),
+            require_principal(),
             request.patient_id,
             NoteDetails(content=request.content, note_time=_note_time(request)),
             request_id=request.request_id,
@@ -167,7 +156,7 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
     ) -> pb.ListNotesResponse:
         page = await use_cases.list_notes(
             self._records,
-            _principal(),
+            require_principal(),
             request.patient_id,
             PageRequest(request.page_size, request.page_token),
         )
@@ -177,17 +166,23 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
         )
 
     async def GetNote(self, request: pb.GetNoteRequest, context: Context) -> pb.Note:
-        note = await use_cases.get_note(self._records, _principal(), request.patient_id, request.id)
+        note = await use_cases.get_note(
+            self._records, require_principal(), request.patient_id, request.id
+        )
         return note_to_proto(note)
 
     async def DeleteNote(self, request: pb.DeleteNoteRequest, context: Context) -> empty_pb2.Empty:
-        await use_cases.delete_note(self._records, _principal(), request.patient_id, request.id)
+        await use_cases.delete_note(
+            self._records, require_principal(), request.patient_id, request.id
+        )
         return empty_pb2.Empty()
 
     async def DeleteAllNotes(
         self, request: pb.DeleteAllNotesRequest, context: Context
     ) -> pb.DeleteAllNotesResponse:
-        count = await use_cases.delete_all_notes(self._records, _principal(), request.patient_id)
+        count = await use_cases.delete_all_notes(
+            self._records, require_principal(), request.patient_id
+        )
         return pb.DeleteAllNotesResponse(deleted_count=count)
 
     async def ListAuditEvents(
@@ -195,7 +190,7 @@ class PatientRecordServicer(pb_grpc.PatientRecordServiceServicer):
     ) -> pb.ListAuditEventsResponse:
         page = await use_cases.list_audit_events(
             self._records,
-            _principal(),
+            require_principal(),
             PageRequest(request.page_size, request.page_token),
             patient_id=request.patient_id,
             actor_id=request.actor_id,

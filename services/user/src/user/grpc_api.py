@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from google.api import httpbody_pb2
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from medstation.user.v1 import user_service_pb2 as pb
 from medstation.user.v1 import user_service_pb2_grpc as pb_grpc
-from medstation_platform.auth.principal import Principal, current_principal
-from medstation_platform.auth.tokens import TokenMissing
+from medstation_platform.auth.principal import require_principal
 from medstation_platform.field_mask import fields_to_update
+from medstation_platform.proto_time import to_timestamp
 from medstation_platform.rpc.interceptors import Context
 from user import use_cases
 from user.domain import User
@@ -24,12 +24,6 @@ _UPDATABLE = ("display_name", "password")
 _CREDENTIALS = ("current_password",)
 
 
-def _timestamp(value: object) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)  # type: ignore[arg-type]
-    return stamp
-
-
 def user_to_proto(user: User) -> pb.User:
     return pb.User(
         id=user.id,
@@ -37,16 +31,9 @@ def user_to_proto(user: User) -> pb.User:
         display_name=user.display_name,
         role=user.role,
         active=user.active,
-        created_at=_timestamp(user.created_at),
-        updated_at=_timestamp(user.updated_at),
+        created_at=to_timestamp(user.created_at),
+        updated_at=to_timestamp(user.updated_at),
     )
-
-
-def _principal() -> Principal:
-    principal = current_principal()
-    if principal is None:  # only reachable if a method were wrongly listed as public
-        raise TokenMissing()
-    return principal
 
 
 class UserServicer(pb_grpc.UserServiceServicer):
@@ -87,7 +74,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         return empty_pb2.Empty()
 
     async def GetMe(self, request: pb.GetMeRequest, context: Context) -> pb.User:
-        return user_to_proto(await use_cases.get_me(self._identity, _principal()))
+        return user_to_proto(await use_cases.get_me(self._identity, require_principal()))
 
     async def UpdateMe(self, request: pb.UpdateMeRequest, context: Context) -> pb.User:
         body = request.user
@@ -99,14 +86,16 @@ class UserServicer(pb_grpc.UserServiceServicer):
             password=body.password if "password" in fields else None,
             current_password=body.current_password if body.HasField("current_password") else None,
         )
-        return user_to_proto(await use_cases.update_me(self._identity, _principal(), changes))
+        return user_to_proto(
+            await use_cases.update_me(self._identity, require_principal(), changes)
+        )
 
     async def ListUsers(
         self, request: pb.ListUsersRequest, context: Context
     ) -> pb.ListUsersResponse:
         page = await use_cases.list_users(
             self._identity,
-            _principal(),
+            require_principal(),
             page_size=request.page_size,
             page_token=request.page_token,
             role=request.role,
@@ -117,14 +106,20 @@ class UserServicer(pb_grpc.UserServiceServicer):
         )
 
     async def GetUser(self, request: pb.GetUserRequest, context: Context) -> pb.User:
-        return user_to_proto(await use_cases.get_user(self._identity, _principal(), request.id))
+        return user_to_proto(
+            await use_cases.get_user(self._identity, require_principal(), request.id)
+        )
 
     async def SetRole(self, request: pb.SetRoleRequest, context: Context) -> pb.User:
-        user = await use_cases.set_role(self._identity, _principal(), request.id, request.role)
+        user = await use_cases.set_role(
+            self._identity, require_principal(), request.id, request.role
+        )
         return user_to_proto(user)
 
     async def Deactivate(self, request: pb.DeactivateRequest, context: Context) -> pb.User:
-        return user_to_proto(await use_cases.deactivate(self._identity, _principal(), request.id))
+        return user_to_proto(
+            await use_cases.deactivate(self._identity, require_principal(), request.id)
+        )
 
     async def GetJwks(self, request: pb.GetJwksRequest, context: Context) -> httpbody_pb2.HttpBody:
         document = await use_cases.get_jwks(self._identity.unit_of_work)

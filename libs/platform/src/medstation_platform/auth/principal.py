@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
+from medstation_platform import errors
+
 ADMIN_ROLE = "admin"
 
 
@@ -30,6 +32,18 @@ _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 def current_principal() -> Principal | None:
     """The principal of the RPC being served on this task, if it was authenticated."""
     return _current.get()
+
+
+def require_principal() -> Principal:
+    """The authenticated caller of the RPC being served.
+
+    The pipeline authenticates every method not listed as public, so this fails only if
+    a method that needs a caller was wrongly made public.
+    """
+    principal = _current.get()
+    if principal is None:
+        raise errors.Unauthenticated("authentication required")
+    return principal
 
 
 def set_current_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
