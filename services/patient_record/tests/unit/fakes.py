@@ -11,11 +11,9 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from devstack import fake_database
+from devstack.fake_database import StagedUnitOfWork
 from patient_record.domain import (
     AuditEvent,
     Event,
@@ -218,53 +216,23 @@ class FakeOutbox(EventOutbox):
         self._tables.events.append(event)
 
 
-class FakeDatabase:
-    """The committed state, and units of work that see it as transactions would."""
-
+class FakeDatabase(fake_database.FakeDatabase[Tables]):
     def __init__(self) -> None:
-        self.committed = Tables()
-        self.commits = 0
+        super().__init__(Tables())
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
 
 
-class FakeUnitOfWork(PatientUnitOfWork):
+class FakeUnitOfWork(StagedUnitOfWork[Tables], PatientUnitOfWork):
     """Stages changes on a private copy; `commit` publishes it, leaving discards it."""
 
-    def __init__(self, database: FakeDatabase) -> None:
-        self._database = database
-        self._staged: Tables | None = None
-
-    def bind(self, connection: AsyncConnection) -> None:
-        raise NotImplementedError("the fake unit of work has no connection")
-
-    async def __aenter__(self) -> Self:
-        self._begin()
-        return self
-
-    async def commit(self) -> None:
-        if self._staged is None:
-            raise RuntimeError("commit() outside of `async with`")
-        self._database.committed = self._staged
-        self._database.commits += 1
-        self._begin()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._staged = None
-
-    def _begin(self) -> None:
-        self._staged = self._database.committed.copy()
-        self.patients = FakePatients(self._staged)
-        self.notes = FakeNotes(self._staged)
-        self.audit = FakeAudit(self._staged)
-        self.idempotency = FakeIdempotency(self._staged)
-        self.events = FakeOutbox(self._staged)
+    def bind_tables(self, tables: Tables) -> None:
+        self.patients = FakePatients(tables)
+        self.notes = FakeNotes(tables)
+        self.audit = FakeAudit(tables)
+        self.idempotency = FakeIdempotency(tables)
+        self.events = FakeOutbox(tables)
 
 
 class FakeCache:

@@ -9,11 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from devstack import fake_database
+from devstack.fake_database import StagedUnitOfWork
 from user.domain import EmailAlreadyRegistered, RefreshToken, SigningKey, User
 from user.repository import (
     RefreshTokenRepository,
@@ -117,51 +115,21 @@ class FakeSigningKeys(SigningKeyRepository):
         self._tables.signing_keys[key.kid] = key
 
 
-class FakeDatabase:
-    """The committed state, and units of work that see it as transactions would."""
-
+class FakeDatabase(fake_database.FakeDatabase[Tables]):
     def __init__(self) -> None:
-        self.committed = Tables()
-        self.commits = 0
+        super().__init__(Tables())
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
 
 
-class FakeUnitOfWork(UserUnitOfWork):
+class FakeUnitOfWork(StagedUnitOfWork[Tables], UserUnitOfWork):
     """Stages changes on a private copy; `commit` publishes it, leaving discards it."""
 
-    def __init__(self, database: FakeDatabase) -> None:
-        self._database = database
-        self._staged: Tables | None = None
-
-    def bind(self, connection: AsyncConnection) -> None:
-        raise NotImplementedError("the fake unit of work has no connection")
-
-    async def __aenter__(self) -> Self:
-        self._begin()
-        return self
-
-    async def commit(self) -> None:
-        if self._staged is None:
-            raise RuntimeError("commit() outside of `async with`")
-        self._database.committed = self._staged
-        self._database.commits += 1
-        self._begin()  # like a connection after COMMIT: later changes need another commit
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._staged = None  # rollback: whatever was not committed is gone
-
-    def _begin(self) -> None:
-        self._staged = self._database.committed.copy()
-        self.users = FakeUsers(self._staged)
-        self.refresh_tokens = FakeRefreshTokens(self._staged)
-        self.signing_keys = FakeSigningKeys(self._staged)
+    def bind_tables(self, tables: Tables) -> None:
+        self.users = FakeUsers(tables)
+        self.refresh_tokens = FakeRefreshTokens(tables)
+        self.signing_keys = FakeSigningKeys(tables)
 
 
 class FakeThrottle:
