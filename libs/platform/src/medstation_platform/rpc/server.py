@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,9 +106,8 @@ async def serve_until_signalled(
     *,
     grace_seconds: float,
     drain_seconds: float = 0.0,
-    on_stopped: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then stop gracefully and release resources."""
+    """Serve until SIGTERM/SIGINT, then drain and stop gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -119,6 +118,4 @@ async def serve_until_signalled(
         "shutting down", extra={"drain_seconds": drain_seconds, "grace_seconds": grace_seconds}
     )
     await running.stop(grace_seconds, drain_seconds)
-    if on_stopped is not None:
-        await on_stopped()
     logger.info("stopped")
