@@ -23,10 +23,12 @@ PATIENTS ?= 10000
 DURATION ?=
 CONCURRENCY ?=
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
+FUZZ_EXAMPLES ?= 500
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) \
 	  | awk 'BEGIN {FS = ":.*## "} {printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  (make traces N=20, make traces TRACE=<trace id>)"
 
@@ -62,8 +64,10 @@ venv: system-deps ## Create .venv; install pinned requirements and our packages 
 	fi
 
 .PHONY: proto
-proto: venv ## Regenerate libs/api and the gateway descriptor set from protos/
+proto: venv ## Regenerate libs/api and the gateway descriptor set from protos/ (and k8s/ from them)
 	$(PY) protos/generate.py
+	$(PY) -m devstack.openapi --out gateway/generated/openapi.json
+	$(PY) -m devstack.k8s_sync
 
 .PHONY: fmt
 fmt: venv ## Format and auto-fix (ruff)
@@ -78,7 +82,7 @@ lint: venv ## ruff check + format check, mypy --strict, buf lint + breaking
 	$(PY) protos/check.py
 
 .PHONY: test
-test: lint ## Install, lint, then run every test against real PostgreSQL, Redis and Envoy
+test: lint bench-venv ## Install, lint, then run every test against real PostgreSQL, Redis and Envoy
 	$(PY) -m pytest -p no:cacheprovider $(TEST_DIRS)
 
 .PHONY: run
@@ -104,10 +108,39 @@ bench-deps: ## Install wrk and h2load (nghttp2-client) from Debian when missing
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends "$${missing[@]}"; \
 	fi
 
+.PHONY: bench-venv
+bench-venv: venv ## Install requirements-bench.txt (FastAPI reference, chart) into .venv when changed
+	@want=$$(cat requirements-bench.txt requirements.txt | sha256sum); \
+	if [ "$$(cat $(VENV)/.requirements-bench.sha256 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing requirements-bench.txt into $(VENV)"; \
+	  $(PIP) install -q -r requirements-bench.txt -c requirements.txt; \
+	  echo "$$want" > $(VENV)/.requirements-bench.sha256; \
+	fi
+
 .PHONY: bench
-bench: venv bench-deps ## Benchmark a running `make run`; writes docs/benchmarks.md (DURATION=5 CONCURRENCY=1,16)
+# When make started, before any prerequisite: `make bench` reports its time installs included.
+bench: BENCH_STARTED := $(shell date +%s)
+bench: bench-venv bench-deps ## Benchmark beside ceilings and the FastAPI reference (starts a stack if none runs); writes docs/benchmarks.md and .png
 	$(PY) -m devstack bench $(if $(DURATION),--duration $(DURATION)) \
 	  $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) $(BENCH_ARGS)
+	@echo "make bench: $$(( $$(date +%s) - $(BENCH_STARTED) )) s in all, installs included"
+
+.PHONY: chaos
+chaos: venv ## Fault suite on a stack of its own (replica loss, PostgreSQL/Redis restarts, worker kill -9); writes docs/reliability.md
+	$(PY) -m devstack.chaos --out docs/reliability.md $(CHAOS_ARGS)
+
+.PHONY: fuzz
+fuzz: venv ## Fuzz the REST API through a live gateway (schemathesis, FUZZ_EXAMPLES cases per operation); writes docs/fuzzing.md
+	MEDSTATION_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MEDSTATION_FUZZ_ADMIN=1 MEDSTATION_FUZZ_SEED=random \
+	  MEDSTATION_FUZZ_REPORT=docs/fuzzing.md $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py
+
+.PHONY: k8s-sync
+k8s-sync: venv ## Regenerate the k8s/ files made from the gateway template, descriptor and alert rules
+	$(PY) -m devstack.k8s_sync
+
+.PHONY: k8s-check
+k8s-check: venv ## Render the k8s/ overlays offline and check them (schemas, probes, security, policies)
+	$(PY) -m devstack.k8s_render check
 
 .PHONY: clean
 clean: ## Remove run state (.run: logs, traces) and caches; keeps .venv

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
+import redis
 
 from devstack import envoy, gateway_config
 from devstack.health import wait_for_grpc_health
@@ -38,11 +39,18 @@ ADMIN_PASSWORD = "e2e-admin-password-123"  # a throwaway test account
 
 @dataclass
 class ServiceProcess:
-    """One service as a real OS process, which tests may kill and start again."""
+    """One service (or worker) as a real OS process, which tests may kill and start again.
+
+    `command` is empty for a service, the worker's command word for a worker; a worker
+    answers health for `""` only.
+    """
 
     key: str
     env: dict[str, str]
     log_path: Path
+    package: str
+    health_service: str
+    command: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,10 +58,9 @@ class ServiceProcess:
         return f"127.0.0.1:{self.env['MEDSTATION_GRPC_PORT']}"
 
     def start(self) -> None:
-        entry = service_by_key(self.key)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", entry.package],
+                [sys.executable, "-m", self.package, *self.command],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -61,7 +68,7 @@ class ServiceProcess:
                 start_new_session=True,
             )
         try:
-            wait_for_grpc_health(self.address, entry.proto_service, timeout=30)
+            wait_for_grpc_health(self.address, self.health_service, timeout=30)
         except TimeoutError as error:
             raise RuntimeError(f"{self.key} did not start:\n{self.log_tail()}") from error
 
@@ -87,6 +94,7 @@ class Stack:
     gateway_url: str
     envoy_admin_url: str
     services: dict[str, ServiceProcess]
+    workers: dict[str, ServiceProcess]
     admin_email: str
     admin_password: str
     traces_path: Path
@@ -99,9 +107,8 @@ class Stack:
 
 
 def _migrate(service: ServiceProcess) -> None:
-    package = service_by_key(service.key).package
     result = subprocess.run(  # our own interpreter and module
-        [sys.executable, "-m", package, "migrate"],
+        [sys.executable, "-m", service.package, "migrate"],
         env=service.env,
         capture_output=True,
         timeout=120,
@@ -109,6 +116,16 @@ def _migrate(service: ServiceProcess) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"migrating {service.key} failed:\n{result.stderr.decode()[-3000:]}")
+
+
+def _delete_keys(redis_url: str, keys: list[str]) -> None:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        client.delete(*keys)
+    except redis.RedisError:
+        pass  # Redis already gone: nothing of ours is left in it
+    finally:
+        client.close()
 
 
 def wait_healthz(url: str, expected: int, timeout: float = 20.0) -> None:
@@ -199,10 +216,21 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
     admin_email = f"admin-{suffix}@e2e.test"
     databases: list[tuple[str, str]] = []
     services: dict[str, ServiceProcess] = {}
+    workers: dict[str, ServiceProcess] = {}
     envoy_process = None
+    entries = present_services(REPO_ROOT)
+    # Every service may call any other, so every address is known before any starts.
+    grpc_ports = {entry.key: free_port() for entry in entries}
+    addresses = {entry.address_variable: f"127.0.0.1:{grpc_ports[entry.key]}" for entry in entries}
+    # Redis is shared with anything else running here (a `make run`, another test run):
+    # streams of our own, or another stack's workers would take our jobs and events.
+    streams = {
+        "MEDSTATION_EVENTS_STREAM": f"medstation.patient.events.e2e_{suffix}",
+        "MEDSTATION_JOBS_STREAM": f"medstation.summary.jobs.e2e_{suffix}",
+    }
     try:
         # Registry order: the user service first, whose JWKS the others fetch.
-        for entry in present_services(REPO_ROOT):
+        for entry in entries:
             key = entry.key
             database, role = f"{entry.database}_e2e_{suffix}", f"{entry.role}_e2e_{suffix}"
             password = secrets.token_hex(8)
@@ -210,11 +238,13 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
             databases.append((database, role))
             env = {
                 **os.environ,
+                **addresses,
                 "PYTHONUNBUFFERED": "1",
-                "MEDSTATION_GRPC_PORT": str(free_port()),
+                "MEDSTATION_GRPC_PORT": str(grpc_ports[key]),
                 "MEDSTATION_METRICS_PORT": str(free_port()),
                 "MEDSTATION_DATABASE_URL": database_url(admin_url, database, role, password),
                 "MEDSTATION_REDIS_URL": redis_url,
+                **streams,
                 "MEDSTATION_ADMIN_EMAIL": admin_email,
                 "MEDSTATION_ADMIN_PASSWORD": ADMIN_PASSWORD,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
@@ -222,12 +252,25 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
                 # Export quickly so trace assertions need not wait for the batch timer.
                 "OTEL_BSP_SCHEDULE_DELAY": "200",
             }
-            if "user" in services:
-                env["MEDSTATION_USER_SERVICE_ADDR"] = services["user"].address
-            service = ServiceProcess(key, env, run_dir / f"{key}.log")
+            service = ServiceProcess(
+                key, env, run_dir / f"{key}.log", entry.package, entry.proto_service
+            )
             _migrate(service)
             service.start()
             services[key] = service
+            for worker_entry in entry.workers:
+                worker_env = {
+                    **env,
+                    "MEDSTATION_GRPC_PORT": str(free_port()),
+                    "MEDSTATION_METRICS_PORT": str(free_port()),
+                    "OTEL_SERVICE_NAME": worker_entry.key,
+                }
+                worker = ServiceProcess(
+                    worker_entry.key, worker_env, run_dir / f"{worker_entry.key}.log",
+                    entry.package, "", (worker_entry.command,),
+                )  # fmt: skip
+                worker.start()
+                workers[worker_entry.key] = worker
         descriptor = REPO_ROOT / gateway_config.DESCRIPTOR_RELATIVE_PATH
         upstreams = tuple(
             gateway_config.upstream_from_descriptor(
@@ -249,6 +292,7 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
             gateway_url=gateway_url,
             envoy_admin_url=envoy_process.admin_url,
             services=services,
+            workers=workers,
             admin_email=admin_email,
             admin_password=ADMIN_PASSWORD,
             traces_path=traces_path,
@@ -257,9 +301,10 @@ def running_stack(run_dir: Path) -> Iterator[Stack]:
     finally:
         if envoy_process is not None:
             envoy_process.stop()
-        for service in services.values():
-            service.stop()
+        for process in [*workers.values(), *services.values()]:
+            process.stop()
         sink.terminate()
         sink.wait(10)
         for database, role in databases:
             drop_database(admin_url, database, role)
+        _delete_keys(redis_url, list(streams.values()))

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from rest_answers import violations
 from stack_harness import Account, Accounts, Stack
 
 pytestmark = pytest.mark.usefixtures("patient_service")
@@ -25,15 +26,6 @@ def _create(api: httpx.Client, account: Account, **fields: Any) -> dict[str, Any
     assert response.status_code == 200, response.text
     patient: dict[str, Any] = response.json()
     return patient
-
-
-def _violations(response: httpx.Response) -> set[str]:
-    return {
-        violation["field"]
-        for detail in response.json().get("details", [])
-        if detail.get("@type", "").endswith("google.rpc.BadRequest")
-        for violation in detail["field_violations"]
-    }
 
 
 def _patient_paths(patient_id: str, note_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -223,7 +215,7 @@ def test_bad_patients_are_400_naming_the_field(
     doctor = accounts.clinician()
     response = api.post("/v1/patients", json=body, headers=doctor.headers)
     assert response.status_code == 400, response.text
-    assert field in _violations(response)
+    assert field in violations(response)
 
 
 def test_duplicate_mrn_is_409(api: httpx.Client, accounts: Accounts) -> None:
@@ -244,13 +236,13 @@ def test_notes_are_bounded_and_listed_newest_first(api: httpx.Client, accounts: 
     notes_path = f"/v1/patients/{patient['id']}/notes"
     too_long = api.post(notes_path, json={"content": "x" * 100_001}, headers=doctor.headers)
     assert too_long.status_code == 400
-    assert "content" in _violations(too_long)
+    assert "content" in violations(too_long)
     future = api.post(
         notes_path, json={"content": "S: later", "note_time": "2999-01-01T00:00:00Z"},
         headers=doctor.headers,
     )  # fmt: skip
     assert future.status_code == 400
-    assert "note_time" in _violations(future)
+    assert "note_time" in violations(future)
     for time in ("2024-01-01T10:00:00Z", "2025-06-01T10:00:00Z", "2023-03-01T10:00:00Z"):
         created = api.post(
             notes_path, json={"content": f"S: visit {time}", "note_time": time},

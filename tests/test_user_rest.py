@@ -14,16 +14,10 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rest_answers import reason
 from stack_harness import Account, Accounts, Stack
 
 SIGNING_PASSPHRASE = b"local-development-signing-key-passphrase"
-
-
-def _reason(response: httpx.Response) -> str:
-    for detail in response.json().get("details", []):
-        if detail.get("@type", "").endswith("google.rpc.ErrorInfo"):
-            return str(detail["reason"])
-    return ""
 
 
 def _violated_fields(response: httpx.Response) -> set[str]:
@@ -68,7 +62,7 @@ def test_duplicate_email_in_any_case_is_409(api: httpx.Client, accounts: Account
         json={"email": account.email.upper(), "password": "another-password", "display_name": "X"},
     )
     assert again.status_code == 409
-    assert _reason(again) == "EMAIL_ALREADY_REGISTERED"
+    assert reason(again) == "EMAIL_ALREADY_REGISTERED"
 
 
 @pytest.mark.parametrize(
@@ -241,7 +235,7 @@ def test_refresh_rotates_and_reuse_revokes_the_session(
 
     replay = api.post("/v1/auth/refresh", json={"refresh_token": account.refresh_token})
     assert replay.status_code == 401
-    assert _reason(replay) == "REFRESH_TOKEN_REUSED"
+    assert reason(replay) == "REFRESH_TOKEN_REUSED"
     # The whole family is gone: the legitimate newer token and its access token too.
     after = api.post("/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
     assert after.status_code == 401
@@ -357,7 +351,7 @@ def test_admin_sets_role_and_gets_users(api: httpx.Client, accounts: Accounts) -
     assert "role" in _violated_fields(unknown_role)
     missing = api.get("/v1/users/00000000-0000-4000-8000-000000000000", headers=admin.headers)
     assert missing.status_code == 404
-    assert _reason(missing) == "USER_NOT_FOUND"
+    assert reason(missing) == "USER_NOT_FOUND"
 
 
 def test_deactivation_stops_the_users_tokens_at_once(api: httpx.Client, accounts: Accounts) -> None:

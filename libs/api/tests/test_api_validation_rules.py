@@ -20,9 +20,10 @@ def violated_fields(request: message.Message) -> set[str]:
     try:
         protovalidate.validate(request)
     except protovalidate.ValidationError as error:
+        paths = [violation.proto.field for violation in error.violations]
         return {
-            ".".join(element.field_name for element in violation.proto.field.elements)
-            for violation in error.violations
+            ".".join(str(element.field_name) for element in (path.elements if path else ()))
+            for path in paths
         }
     return set()
 

@@ -1,42 +1,58 @@
-"""`make bench`: its parsers, meters and report; and a --smoke run against a real stack.
+"""`make bench`: its parsers, meters and report (the --smoke run against a real stack is
+in test_bench_smoke.py, the baselines, targets, memory and chart in test_bench_baselines.py).
 
-No test asserts a speed: the machine is shared. The smoke run proves the harness end to
-end (every scenario measured some requests, none failed, the report was written).
+No test asserts a speed: the machine is shared.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from stack_harness import Stack, running_stack
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from devstack import gateway_config
-from devstack.bench import cpu, patient_cache
+from devstack.bench import cpu, patient_cache, selection
+from devstack.bench.chat_data import LIMIT_VARIABLE, SendLimit, limit_too_low
+from devstack.bench.dataset import BenchData
 from devstack.bench.latency import LatencyHistogram
 from devstack.bench.load_stats import LoadStats
+from devstack.bench.plan import Endpoints, RunPlan
+from devstack.bench.processes import process_image, process_listening_on
 from devstack.bench.report import (
     LATEST_RUN_HEADING,
     SCENARIO_PREFIX,
     merge_sections,
     reading,
+    scenario_section,
     split_sections,
     write_document,
 )
-from devstack.bench.runner import BenchReport, RunPlan, RunResult
-from devstack.bench.scenarios import SCENARIOS, select
-from devstack.bench.wrk import HttpRequest, lua_script, parse_wrk_output, wrk_binary
+from devstack.bench.results import BenchReport, RunResult
+from devstack.bench.scenarios import SCENARIOS, chat_cycle, select
+from devstack.bench.stream_runs import StreamResult
+from devstack.bench.streaming import (
+    StreamFailed,
+    StreamStats,
+    http_stream_call,
+    run_stream_load,
+)
+from devstack.bench.summary_data import batch_size
+from devstack.bench.summary_jobs import tally_jobs
+from devstack.bench.tool_run import run_to_end
+from devstack.bench.wrk import HttpRequest, lua_script, parse_wrk_output
 from devstack.ports import free_port
-from devstack.services import present_services
+from medstation.summary.v1 import summary_service_pb2 as summary_pb
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8080/v1/users/me
   2 threads and 16 connections
@@ -150,14 +166,190 @@ def test_cache_counters_are_read_from_prometheus_text() -> None:
 
 def test_unknown_scenarios_are_refused() -> None:
     assert [s.key for s in select(None)] == [s.key for s in SCENARIOS]
+    assert [s.key for s in select(["send_message", "summary_jobs"])] == ["send_message"]
     with pytest.raises(ValueError, match="unknown scenarios"):
         select(["get_me", "nope"])
+
+
+def test_the_chat_cycle_asks_every_chat_every_question() -> None:
+    data = BenchData((), (), chat_ids=("a", "b"), questions=("q1", "q2", "q3"))
+    cycle = chat_cycle(data)
+    assert set(cycle) == {(chat, q) for chat in ("a", "b") for q in ("q1", "q2", "q3")}
+    assert [chat for chat, _ in cycle[:4]] == ["a", "b", "a", "b"]  # chats take turns
+
+
+def test_fresh_batches_cover_the_expected_requests_within_the_pool() -> None:
+    assert batch_size(20.0, 10, concurrency=4, pool=1000) == 20 * 10 * 3 // 2 + 8
+    assert batch_size(20.0, 10, concurrency=4, pool=100) == 100
+    assert batch_size(None, 2, concurrency=1, pool=1000) > 0  # a first guess before any rate
+
+
+def test_a_low_chat_send_limit_skips_with_the_variable_to_raise() -> None:
+    reason = limit_too_low(SendLimit(30, 60, "the chat service's default"))
+    assert reason is not None
+    assert f"{LIMIT_VARIABLE}=" in reason
+    assert limit_too_low(SendLimit(1_000_000, 60, "env")) is None
+    assert limit_too_low(None) is None  # unknown: sent anyway, refusals are counted
+
+
+def test_this_process_is_found_by_its_listening_port() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        image = process_listening_on(f"127.0.0.1:{listener.getsockname()[1]}")
+    assert image is not None
+    assert image.pid == os.getpid()
+    assert image.env.get("PATH") == os.environ.get("PATH")
+    assert process_listening_on(f"127.0.0.1:{free_port()}") is None
+    assert process_image(2**22 + 1) is None
+
+
+def _endpoints() -> Endpoints:
+    return Endpoints(
+        "http://127.0.0.1:1", None, "127.0.0.1:2", "127.0.0.1:3", False, None, "pg", "redis",
+        summary_addr="127.0.0.1:4", chat_addr="127.0.0.1:5", summary_worker_addr="127.0.0.1:6",
+    )  # fmt: skip
+
+
+def test_scenarios_of_services_not_in_the_stack_are_skipped_with_a_reason() -> None:
+    plan = RunPlan(1, 0, (1,), None, ("direct",), 10)
+    chosen = asyncio.run(selection.runnable(plan, _endpoints(), frozenset({"patient-record"})))
+    assert {s.key for s in chosen.scenarios} == {
+        s.key for s in SCENARIOS if s.service in ("user", "patient-record")
+    }
+    assert chosen.measurements == []
+    assert "GetSummary (stored): the summary service is not part of this stack" in chosen.skipped
+    assert "SendMessage: the chat service is not part of this stack" in chosen.skipped
+    assert "stream_message: the chat service is not part of this stack" in chosen.skipped
+    assert any(line.startswith("summary_jobs: ") for line in chosen.skipped)
+
+
+_LISTENER = (
+    "import socket, sys, time\n"
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+    "print(s.getsockname()[1], flush=True); time.sleep(60)\n"
+)
+
+
+@pytest.mark.parametrize(("limit", "runs"), [(None, False), ("30", False), ("1000000", True)])
+def test_sending_scenarios_run_only_under_a_raised_chat_send_limit(
+    limit: str | None, runs: bool
+) -> None:
+    # A stand-in chat process: what counts is the environment it was started with.
+    env = {k: v for k, v in os.environ.items() if k != LIMIT_VARIABLE}
+    if limit is not None:
+        env[LIMIT_VARIABLE] = limit
+    with subprocess.Popen(
+        [sys.executable, "-c", _LISTENER], env=env, stdout=subprocess.PIPE
+    ) as process:
+        try:
+            assert process.stdout is not None
+            port = int(process.stdout.readline())
+            endpoints = replace(_endpoints(), chat_addr=f"127.0.0.1:{port}")
+            plan = RunPlan(1, 0, (1,), ["send_message", "stream_message"], ("direct",), 10)
+            chosen = asyncio.run(selection.runnable(plan, endpoints, frozenset({"chat"})))
+        finally:
+            process.kill()
+    assert ([s.key for s in chosen.scenarios], chosen.measurements) == (
+        (["send_message"], ["stream_message"]) if runs else ([], [])
+    )
+    if runs:
+        assert chosen.notes == [
+            f"chat send limit: 1,000,000 messages per 60 s per user ({LIMIT_VARIABLE} in the "
+            "chat process's environment)"
+        ]
+    else:
+        assert [line.split(":")[0] for line in chosen.skipped] == ["send_message", "stream_message"]
+        assert all(f"{LIMIT_VARIABLE}=1000000" in line for line in chosen.skipped)
+
+
+def _ndjson_client(status: int, lines: list[dict[str, Any]]) -> httpx.AsyncClient:
+    body = "".join(json.dumps(line) + "\n" for line in lines)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer tok"
+        return httpx.Response(status, content=body.encode())
+
+    return httpx.AsyncClient(base_url="http://gateway", transport=httpx.MockTransport(answer))
+
+
+def _stream_once(status: int, lines: list[dict[str, Any]]) -> float:
+    data = BenchData((), (), chat_ids=("c",), questions=("q",))
+
+    async def run() -> float:
+        async with _ndjson_client(status, lines) as client:
+            return await http_stream_call(client, data, "tok")(0)
+
+    return asyncio.run(run())
+
+
+def test_a_gateway_stream_counts_only_when_its_reply_completed() -> None:
+    completed = {"completed": {"assistant_message": {"content": "ab"}}}
+    assert _stream_once(200, [{"delta": "a"}, {"delta": "b"}, completed]) >= 0
+    with pytest.raises(StreamFailed, match="incomplete"):
+        _stream_once(200, [{"delta": "a"}])
+    with pytest.raises(StreamFailed, match="HTTP 429"):
+        _stream_once(429, [{"code": 8, "message": "slow down"}])
+    with pytest.raises(StreamFailed, match="error in stream"):
+        _stream_once(200, [{"delta": "a"}, {"code": 14, "message": "gone"}])
+
+
+def test_stream_load_counts_successes_and_failures_by_kind() -> None:
+    async def call(n: int) -> float:
+        if n % 2:
+            raise StreamFailed("incomplete")
+        await asyncio.sleep(0)
+        return 0.001
+
+    stats = asyncio.run(run_stream_load(call, concurrency=2, duration=0.05, call_timeout=5))
+    assert stats.load.ok > 0
+    assert stats.load.errors == stats.load.error_kinds["incomplete"] > 0
+    assert stats.first_p50_seconds == pytest.approx(0.001, rel=0.011)
+
+
+def _job(state: str, created: float, ended: float) -> summary_pb.SummaryJob:
+    def stamp(seconds: float) -> Timestamp:
+        return Timestamp(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
+
+    return summary_pb.SummaryJob(
+        id=secrets.token_hex(4), state=state, created_at=stamp(created), updated_at=stamp(ended)
+    )
+
+
+def test_jobs_are_timed_by_their_own_timestamps() -> None:
+    jobs = [
+        _job("SUCCEEDED", 100.0, 101.0),
+        _job("SUCCEEDED", 100.5, 104.0),
+        _job("FAILED", 100.2, 102.0),
+        _job("RUNNING", 100.3, 100.4),
+    ]
+    result = tally_jobs(2, 5, 4, {job.id: job for job in jobs}, {"workers": 0.5})
+    assert (result.succeeded, result.failed, result.unfinished) == (2, 2, 1)  # 1 not created
+    assert result.seconds == pytest.approx(4.0)  # first creation to last end
+    assert result.jobs_per_second == pytest.approx(0.5)
+    assert result.p50_seconds == pytest.approx(1.0, rel=0.011)
+    assert result.p99_seconds == pytest.approx(3.5, rel=0.011)
+    assert result.cpu_ms_per_job("workers") == pytest.approx(250)
 
 
 def _result(via: str, concurrency: int, ok: int, errors: int = 0) -> RunResult:
     stats = LoadStats(ok + errors, ok, errors, 10.0, 0.002, 0.02, {"UNAVAILABLE": errors})
     cpu_seconds = {"gateway": 0.5, "service": 2.0, "postgres": 1.0, "redis": 0.1}
     return RunResult(SCENARIOS[0], via, concurrency, stats, cpu_seconds, 0, None)
+
+
+def _fresh_result(requests: int, batch: int) -> RunResult:
+    fresh = next(s for s in SCENARIOS if s.fresh_summaries)
+    stats = LoadStats(requests, requests, 0, 10.0, 0.01, 0.02)
+    return RunResult(fresh, "direct", 1, stats, {}, None, None, fresh_batch=batch)
+
+
+def test_fresh_summary_sections_say_when_a_run_outgrew_its_batch() -> None:
+    fresh = next(s for s in SCENARIOS if s.fresh_summaries)
+    within = scenario_section(fresh, [_fresh_result(90, 100)], _report([]))
+    beyond = scenario_section(fresh, [_fresh_result(90, 100), _fresh_result(130, 100)], _report([]))
+    assert "No run made more requests than its batch had patients." in within
+    assert "1 of 2 runs made more requests than their batch had patients: up to 30" in beyond
 
 
 def _report(results: list[RunResult]) -> BenchReport:
@@ -189,118 +381,60 @@ def test_document_keeps_sections_it_did_not_measure(tmp_path: Path) -> None:
     sections = dict(split_sections(path.read_text()))
     assert list(sections) == [
         LATEST_RUN_HEADING,
+        "Targets",
         f"{SCENARIO_PREFIX}ListPatients",
         f"{SCENARIO_PREFIX}GetMe",
         "Notes",
     ]
     assert sections[f"{SCENARIO_PREFIX}ListPatients"] == "kept numbers"
     assert sections["Notes"] == "hand-written"
-    assert "| gateway · REST · wrk | 1 | 10.0 |" in sections[f"{SCENARIO_PREFIX}GetMe"]
+    assert "| gateway · REST · wrk | 1 | 10.0 | - |" in sections[f"{SCENARIO_PREFIX}GetMe"]
     assert "`python -m devstack bench`" in sections[LATEST_RUN_HEADING]
     assert "| CPUs (nproc) | 2 |" in sections[LATEST_RUN_HEADING]
     assert path.read_text().startswith("# MedStation benchmarks")
 
 
-def test_merge_appends_new_sections_after_the_kept_ones() -> None:
-    merged = merge_sections("## Notes\n\nmine\n", {"Latest run": "now"})
-    assert [heading for heading, _ in split_sections(merged)] == ["Notes", "Latest run"]
+def test_document_gets_stream_and_job_tables(tmp_path: Path) -> None:
+    load = LoadStats(20, 19, 1, 2.0, 0.05, 0.2, {"HTTP 429": 1})
+    streams = [
+        StreamResult("direct", 1, StreamStats(load, 0.01, 0.03), {"service": 0.38}),
+        StreamResult("gateway", 1, StreamStats(load, 0.02, 0.04), {"service": 0.38}),
+    ]
+    two_jobs = [_job("SUCCEEDED", 0, 2), _job("SUCCEEDED", 0, 2)]
+    one = tally_jobs(1, 2, 2, {job.id: job for job in two_jobs}, {})
+    jobs = [one, replace(one, workers=2, seconds=1.0)]
+    report = _report([])
+    report.streams, report.jobs = streams, jobs
+    path = tmp_path / "benchmarks.md"
+    write_document(path, report)
+    sections = dict(split_sections(path.read_text()))
+    stream_table = sections[f"{SCENARIO_PREFIX}StreamMessage (time to first chunk)"]
+    assert "| direct · gRPC stream · grpc.aio | 1 | 9.5 | 10.00 | 30.00 | 50.00 |" in stream_table
+    assert "1 (HTTP 429 1)" in stream_table
+    assert "Direct: first chunk after 10.0 ms (p50) at concurrency 1" in stream_table
+    jobs_table = sections[f"{SCENARIO_PREFIX}Summary jobs (end to end)"]
+    assert "| 1 | 2 | 2 | 0 | 0 | 1.0 | 2.02 | 2.02 |" in jobs_table  # 1 %-wide buckets
+    assert "2 workers: 2.0 jobs/s (2.00 times one worker's)." in jobs_table
+    assert jobs_table.startswith("Summary jobs end to end: 2 jobs queued at once")
 
 
-# --- a --smoke run against a real stack -------------------------------------------------
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-PATIENT_SERVICE_PRESENT = any(s.key == "patient-record" for s in present_services(REPO_ROOT))
-# A rate the gateway's token bucket never reaches in a smoke run.
-_UNLIMITED = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def bench_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # The gateway's local rate limit (250 req/s, gateway-wide) would answer a benchmark
-    # with 429s: raise it for this stack, whose purpose is to prove the harness. The
-    # limiter itself is tested with the gateway.
-    original = gateway_config.options_from_env
-
-    def unlimited(*args: Any, **overrides: Any) -> gateway_config.GatewayOptions:
-        options = original(*args, **overrides)
-        return replace(options, rate_limit_tokens=_UNLIMITED, rate_limit_fill_per_second=_UNLIMITED)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gateway_config, "options_from_env", unlimited)
-        with running_stack(tmp_path_factory.mktemp("bench-stack")) as stack:
-            yield stack
-
-
-@pytest.fixture(scope="module")
-def smoke(bench_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The --smoke run's JSON results, its markdown report and its output."""
-    out = tmp_path_factory.mktemp("bench-out")
-    services = bench_stack.services
-    patient = services.get("patient-record")
-    command = [
-        sys.executable, "-m", "devstack", "bench", "--smoke",
-        "--gateway", bench_stack.gateway_url,
-        "--envoy-admin", bench_stack.envoy_admin_url,
-        "--user-addr", services["user"].address,
-        "--patient-addr", patient.address if patient else "",
-        "--patient-metrics",
-        f"http://127.0.0.1:{patient.env['MEDSTATION_METRICS_PORT']}/metrics" if patient else "",
-        "--output", str(out / "benchmarks.md"),
-        "--json", str(out / "results.json"),
+def test_merge_puts_the_runs_summary_first_and_appends_other_new_sections() -> None:
+    merged = merge_sections(
+        "## Notes\n\nmine\n\n## Targets\n\nold\n",
+        {"Scenario: GetMe": "numbers", "Targets": "new", "Latest run": "now"},
+    )
+    sections = split_sections(merged)
+    assert [heading for heading, _ in sections] == [
+        "Latest run", "Targets", "Notes", "Scenario: GetMe"
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=400, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return {
-        "results": json.loads((out / "results.json").read_text())["results"],
-        "markdown": (out / "benchmarks.md").read_text(),
-        "stdout": result.stdout,
-    }
+    assert dict(sections)["Targets"] == "new"
 
 
-def _expected_scenarios() -> set[str]:
-    return {s.key for s in SCENARIOS if PATIENT_SERVICE_PRESENT or s.service == "user"}
+class _ToolFailed(Exception):
+    pass
 
 
-def _rows(smoke: dict[str, Any], via: str) -> list[dict[str, Any]]:
-    return [row for row in smoke["results"] if row["via"] == via]
-
-
-@pytest.mark.timeout(600)
-def test_smoke_run_measures_every_scenario_directly_over_grpc(smoke: dict[str, Any]) -> None:
-    rows = _rows(smoke, "direct")
-    assert {(r["scenario"], r["concurrency"]) for r in rows} == {
-        (key, level) for key in _expected_scenarios() for level in (1, 4)
-    }
-    for row in rows:
-        assert row["requests"] > 0, row
-        assert row["errors"] == 0, row
-        assert row["cpu_us_per_request"]["service"] is not None, row
-
-
-@pytest.mark.timeout(600)
-def test_smoke_run_measures_every_scenario_through_the_gateway_with_wrk(
-    smoke: dict[str, Any],
-) -> None:
-    if wrk_binary() is None:
-        pytest.skip("wrk is not installed (`make bench-deps`); the gRPC rows still ran")
-    rows = _rows(smoke, "gateway")
-    assert {(r["scenario"], r["concurrency"]) for r in rows} == {
-        (key, level) for key in _expected_scenarios() for level in (1, 4)
-    }
-    for row in rows:
-        assert row["requests"] > 0, row
-        assert row["errors"] == 0, row
-        assert row["rate_limited"] == 0, row
-
-
-@pytest.mark.timeout(600)
-def test_smoke_run_writes_the_markdown_table(smoke: dict[str, Any]) -> None:
-    markdown = smoke["markdown"]
-    sections = dict(split_sections(markdown))
-    assert "| CPUs (nproc) |" in sections[LATEST_RUN_HEADING]
-    for scenario in SCENARIOS:
-        if scenario.key in _expected_scenarios():
-            table = sections[SCENARIO_PREFIX + scenario.title]
-            assert "| path | conc | req/s | p50 ms | p99 ms |" in table
-            assert "| direct · gRPC · grpc.aio | 4 |" in table
-    assert "req/s" in smoke["stdout"]  # the terminal table
+async def test_a_load_tool_run_returns_its_output_or_says_how_it_failed() -> None:
+    assert await run_to_end(["sh", "-c", "echo done"], seconds=1, error=_ToolFailed) == "done\n"
+    with pytest.raises(_ToolFailed, match=r"sh exited with 3:\nbroken"):
+        await run_to_end(["sh", "-c", "echo broken; exit 3"], seconds=1, error=_ToolFailed)

@@ -235,6 +235,23 @@ def test_body_over_the_limit_is_413_json(down: httpx.Client) -> None:
     assert_json_error(response, 413, 8)
 
 
+def test_native_grpc_message_over_the_limit_is_resource_exhausted(
+    down: httpx.Client, descriptor: Path
+) -> None:
+    target = str(down.base_url).removeprefix("http://").rstrip("/")
+    register = message_class(descriptor, "medstation.user.v1.RegisterRequest")
+    request: bytes = register(display_name="x" * 1_100_000).SerializeToString()
+    with grpc.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            f"/{USER}/Register", request_serializer=None, response_deserializer=None
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            call(request, timeout=DEADLINE)
+
+    # As a gRPC server answers a message over its limit; Envoy's own mapping says UNKNOWN.
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def test_a_100000_character_note_is_within_the_limit(down: httpx.Client) -> None:
     # Four bytes per character in UTF-8: the largest a 100 000-character note can be.
     note = "\U0001f600" * 100_000
@@ -269,6 +286,50 @@ def test_rate_limit_answers_429_json(tiny_bucket: httpx.Client) -> None:
     assert limited
     assert_json_error(limited[0], 429, 8)
     assert tiny_bucket.get("/readyz").status_code == 200  # probes are never rate limited
+
+
+def test_a_429_says_when_to_retry(tiny_bucket: httpx.Client) -> None:
+    responses = [tiny_bucket.get("/v1/auth/nope") for _ in range(6)]
+
+    limited = next(r for r in responses if r.status_code == 429)
+    assert limited.headers["retry-after"] == "1"
+    assert limited.headers["x-ratelimit-limit"] == "2"
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert all("retry-after" not in r.headers for r in responses if r.status_code != 429)
+
+
+@pytest.fixture(scope="module")
+def per_client_bucket(descriptor: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gateway with a roomy gateway-wide bucket and a small one per client address."""
+    options = gateway_options(
+        descriptor,
+        (user_upstream(descriptor, free_port()),),
+        client_rate_limit_tokens=3,
+        client_rate_limit_fill_per_second=1,
+    )
+    with running_gateway(tmp_path_factory.mktemp("per-client"), options) as url:
+        yield url
+
+
+def client_from(address: str, base_url: str) -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=base_url, timeout=DEADLINE, transport=transport)
+
+
+def test_one_client_using_up_its_bucket_leaves_others_served(per_client_bucket: str) -> None:
+    with (
+        client_from("127.0.0.1", per_client_bucket) as greedy,
+        client_from("127.0.0.2", per_client_bucket) as other,
+    ):
+        # A forged X-Forwarded-For does not buy a fresh bucket: the TCP peer counts.
+        flood = [
+            greedy.get("/v1/auth/nope", headers={"x-forwarded-for": f"10.0.0.{i}"}).status_code
+            for i in range(8)
+        ]
+        served = other.get("/v1/auth/nope")
+
+    assert 429 in flood
+    assert served.status_code == 404  # past the rate limit, to the transcoder
 
 
 # --- in front of a fake upstream -------------------------------------------------------------
@@ -347,15 +408,18 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-def summary_job_bytes(descriptor: Path) -> bytes:
+def message_class(descriptor: Path, name: str) -> Any:
+    """A message class of the API, from the descriptor set the gateway loads."""
     files = descriptor_pb2.FileDescriptorSet()
     files.ParseFromString(descriptor.read_bytes())
     pool = descriptor_pool.DescriptorPool()
     for file in files.file:
         pool.Add(file)
-    job_class = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("medstation.summary.v1.SummaryJob")
-    )
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
+def summary_job_bytes(descriptor: Path) -> bytes:
+    job_class = message_class(descriptor, "medstation.summary.v1.SummaryJob")
     job: bytes = job_class(id="job-1", state="RUNNING").SerializeToString()
     return job
 
@@ -370,9 +434,9 @@ def signing_key() -> tuple[Ed25519PrivateKey, bytes]:
     return key, json.dumps({"keys": [jwk]}).encode()
 
 
-def access_token(key: Ed25519PrivateKey) -> str:
+def access_token(key: Ed25519PrivateKey, audience: str = "medstation-api") -> str:
     now = int(time.time())
-    claims: dict[str, object] = {"iss": "medstation", "aud": "medstation-api", "sub": "u-1"}
+    claims: dict[str, object] = {"iss": "medstation", "aud": audience, "sub": "u-1"}
     claims |= {"iat": now, "nbf": now, "exp": now + 600}
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "test"})
 
@@ -416,6 +480,7 @@ class Live:
     token: str
     upstream: FakeUpstream
     collector: Collector
+    key: Ed25519PrivateKey  # signs the tokens the gateway trusts
 
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
@@ -450,7 +515,7 @@ def live(descriptor: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             httpx.Client(base_url=url, timeout=DEADLINE) as client,
         ):
             target = f"127.0.0.1:{options.listen_port}"
-            yield Live(client, target, access_token(key), upstream, collector)
+            yield Live(client, target, access_token(key), upstream, collector, key)
 
 
 @pytest.fixture
@@ -522,6 +587,20 @@ def test_grpc_reflection_and_health_are_not_served_at_the_gateway(keys_fetched: 
     ):
         assert grpc_code(keys_fetched.grpc_target, path, token) == grpc.StatusCode.UNIMPLEMENTED
         assert grpc_code(keys_fetched.grpc_target, path, ()) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_token_for_another_audience_is_unauthenticated_for_rest_and_grpc(
+    keys_fetched: Live,
+) -> None:
+    token = access_token(keys_fetched.key, audience="another-api")
+
+    response = keys_fetched.client.get("/v1/users/me", headers={"authorization": f"Bearer {token}"})
+    code = grpc_code(
+        keys_fetched.grpc_target, f"/{USER}/GetMe", (("authorization", f"Bearer {token}"),)
+    )
+
+    assert_json_error(response, 401, 16)
+    assert code == grpc.StatusCode.UNAUTHENTICATED  # not Envoy's PERMISSION_DENIED for a 403
 
 
 def test_native_grpc_callers_get_plain_status_messages(live: Live) -> None:

@@ -135,9 +135,12 @@ def test_envoy_accepts_the_rendered_config(
     service_keys: tuple[str, ...] | None,
 ) -> None:
     options = profile_options(profile, descriptor, service_keys, env={})
-    # The k8s descriptor path exists only in the pod; validate against the same file here.
+    # The k8s descriptor and OpenAPI paths exist only in the pod; validate with the local files.
     options = dataclasses.replace(
-        options, descriptor_path=str(descriptor), otlp_endpoint="http://127.0.0.1:4317"
+        options,
+        descriptor_path=str(descriptor),
+        openapi_path=str(gateway_config.repo_root() / gateway_config.OPENAPI_RELATIVE_PATH),
+        otlp_endpoint="http://127.0.0.1:4317",
     )
     config_path = tmp_path / "envoy.yaml"
     config_path.write_text(render_gateway_config(options), encoding="utf-8")
@@ -224,6 +227,52 @@ def test_rate_limit_is_enabled_and_enforced_for_every_request(
     assert limit["filter_enabled"]["default_value"] == hundred_percent
     assert limit["filter_enforced"]["default_value"] == hundred_percent
     assert limit["token_bucket"]["max_tokens"] == 7
+    # A 429 says when to come back: every bucket refills each second.
+    assert limit["token_bucket"]["fill_interval"] == "1s"
+    assert {"key": "retry-after", "value": "1"} in [
+        entry["header"] for entry in limit["response_headers_to_add"]
+    ]
+
+
+def test_a_bucket_per_client_address_is_rendered_only_when_sized(
+    local_options: GatewayOptions,
+) -> None:
+    sized = dataclasses.replace(
+        local_options, client_rate_limit_tokens=20, client_rate_limit_fill_per_second=10
+    )
+
+    limit = http_filter(parse(sized), "Limit")
+
+    assert "descriptors" not in http_filter(parse(local_options), "Limit")
+    assert limit["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
+    (descriptor,) = limit["descriptors"]
+    assert descriptor["entries"] == [{"key": "remote_address"}]  # no value: per address
+    assert descriptor["token_bucket"] == {
+        "max_tokens": 20,
+        "tokens_per_fill": 10,
+        "fill_interval": "1s",
+    }
+    assert limit["max_dynamic_descriptors"] >= 1000
+    # Both buckets apply: one client cannot take the whole gateway's share either.
+    assert limit.get("always_consume_default_token_bucket", True) is True
+
+
+def test_the_client_address_cannot_be_forged_with_x_forwarded_for(
+    local_options: GatewayOptions,
+) -> None:
+    manager = connection_manager(parse(local_options))
+
+    assert manager["use_remote_address"] is True
+    assert manager["xff_num_trusted_hops"] == 0
+
+
+def test_kubernetes_gateways_limit_each_client(descriptor: Path) -> None:
+    options = profile_options("k8s", descriptor)
+
+    limit = http_filter(parse(options), "Limit")
+
+    (bucket,) = limit["descriptors"]
+    assert bucket["token_bucket"]["max_tokens"] < options.rate_limit_tokens
 
 
 def test_transcoder_rejects_what_it_cannot_map(local_options: GatewayOptions) -> None:
@@ -232,6 +281,8 @@ def test_transcoder_rejects_what_it_cannot_map(local_options: GatewayOptions) ->
     assert transcoder["request_validation_options"] == {
         "reject_unknown_method": True,
         "reject_unknown_query_parameters": True,
+        # The URL's id is the one changed: a different one in the body is a 400.
+        "reject_binding_body_field_collisions": True,
     }
     assert transcoder["services"] == [u.proto_service for u in local_options.upstreams]
     assert transcoder["convert_grpc_status"] is True
@@ -317,6 +368,24 @@ def test_streams_get_the_long_timeout_and_are_never_retried(local_options: Gatew
         assert "retry_policy" not in route["route"]
 
 
+def test_calls_that_wait_for_a_language_model_get_the_model_timeout(
+    local_options: GatewayOptions,
+) -> None:
+    by_path = {
+        r["match"]["path"]: r["route"]
+        for r in routes(parse(local_options))
+        if "path" in r["match"] and "route" in r
+    }
+
+    summary = by_path["/medstation.summary.v1.SummaryService/GetSummary"]
+    send = by_path["/medstation.chat.v1.ChatService/SendMessage"]
+
+    for route in (summary, send):
+        assert seconds(route["timeout"]) == local_options.model_timeout_seconds
+    assert "retry_policy" in summary  # a read: generating twice only reuses the first
+    assert "retry_policy" not in send  # a write: a lost answer must not send twice
+
+
 def test_method_routes_come_before_their_service_prefix(local_options: GatewayOptions) -> None:
     found = routes(parse(local_options))
     prefixes = [route["match"].get("prefix") for route in found]
@@ -332,7 +401,11 @@ def test_method_routes_come_before_their_service_prefix(local_options: GatewayOp
 
 
 def test_grpc_calls_to_unrouted_services_get_404(local_options: GatewayOptions) -> None:
-    catch_all = [route for route in routes(parse(local_options)) if "direct_response" in route]
+    catch_all = [
+        route
+        for route in routes(parse(local_options))
+        if "direct_response" in route and "prefix" in route["match"]
+    ]
 
     (grpc_not_found,) = catch_all
     assert grpc_not_found["match"]["prefix"] == "/"
@@ -353,9 +426,36 @@ def test_gateway_errors_have_the_service_error_shape(local_options: GatewayOptio
     for status, code in LOCAL_REPLY_CODES.items():
         assert codes[status] == {"code": code, "message": "%LOCAL_REPLY_BODY%"}
     rewritten = [m for m in mappers if m.get("status_code") == 401]
-    assert [
-        m["filter"]["status_code_filter"]["comparison"]["value"]["default_value"] for m in rewritten
-    ] == [403]
+    # jwt_authn's 403 (a token for another audience) is a 401, for gRPC callers too.
+    assert [mapper_status(m) for m in rewritten] == [403, 403]
+
+
+def mapper_status(mapper: Config) -> int:
+    """The status a local-reply mapper applies to (alone, or within an and_filter)."""
+    found = mapper["filter"]
+    filters = found["and_filter"]["filters"] if "and_filter" in found else [found]
+    [status] = [
+        entry["status_code_filter"]["comparison"]["value"]["default_value"]
+        for entry in filters
+        if "status_code_filter" in entry
+    ]
+    return int(status)
+
+
+def test_native_grpc_callers_get_the_grpc_code_of_a_gateway_refusal(
+    local_options: GatewayOptions,
+) -> None:
+    mappers = connection_manager(parse(local_options))["local_reply_config"]["mappers"]
+
+    grpc_codes = {
+        mapper_status(mapper): header["header"]["value"]
+        for mapper in mappers
+        for header in mapper.get("headers_to_add", [])
+        if header["header"]["key"] == "grpc-status"
+    }
+
+    # Envoy's own mapping would say UNKNOWN for 413 and PERMISSION_DENIED for 403.
+    assert grpc_codes == {413: "8", 403: "16"}
 
 
 def test_access_log_leaves_out_query_strings_and_credentials(
@@ -493,6 +593,24 @@ def test_env_sizes_the_rate_limit_and_refuses_nonsense(descriptor: Path) -> None
         options_from_env(upstreams, str(descriptor), {"MEDSTATION_GATEWAY_RATE_LIMIT_BURST": "-1"})
 
 
+def test_env_sizes_the_per_client_bucket(descriptor: Path) -> None:
+    upstreams = (Upstream("user", "medstation.user.v1.UserService", "127.0.0.1", 50051),)
+    env = {
+        "MEDSTATION_GATEWAY_CLIENT_RATE_LIMIT_PER_SECOND": "5",
+        "MEDSTATION_GATEWAY_CLIENT_RATE_LIMIT_BURST": "10",
+    }
+
+    options = options_from_env(upstreams, str(descriptor), env)
+    unset = options_from_env(upstreams, str(descriptor), {})
+
+    assert (options.client_rate_limit_fill_per_second, options.client_rate_limit_tokens) == (5, 10)
+    assert (unset.client_rate_limit_fill_per_second, unset.client_rate_limit_tokens) == (None, None)
+    with pytest.raises(GatewayConfigError, match="CLIENT_RATE_LIMIT_BURST"):
+        options_from_env(
+            upstreams, str(descriptor), {"MEDSTATION_GATEWAY_CLIENT_RATE_LIMIT_BURST": "ten"}
+        )
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -502,6 +620,8 @@ def test_env_sizes_the_rate_limit_and_refuses_nonsense(descriptor: Path) -> None
         {"cors_allowed_origins": ()},
         {"listen_host": "10.0.0.7"},
         {"route_timeout_seconds": 0},
+        {"client_rate_limit_tokens": 10},
+        {"client_rate_limit_tokens": 0, "client_rate_limit_fill_per_second": 5},
     ],
 )
 def test_options_that_cannot_work_are_refused(
@@ -518,3 +638,146 @@ def test_upstream_names_must_not_clash(local_options: GatewayOptions) -> None:
     for upstreams in ((user, user), (clash,)):
         with pytest.raises(GatewayConfigError, match="unique"):
             render_gateway_config(dataclasses.replace(local_options, upstreams=upstreams))
+
+
+def test_spans_carry_the_path_never_the_query(local_options: GatewayOptions) -> None:
+    # Envoy's own http.url tag is the full URL, and searches put patient names in the query.
+    traced = parse(dataclasses.replace(local_options, otlp_endpoint="http://collector:4317"))
+    tracing = connection_manager(traced)["tracing"]
+
+    assert {"tag": "http.url", "value": "%PATH(NQ:ORIG_OR_PATH)%"} in tracing["custom_tags"]
+    assert "NQ" in tracing["operation"]
+    assert "NQ" in tracing["upstream_operation"]
+
+
+_UPSTREAMS = (Upstream("user", "medstation.user.v1.UserService", "127.0.0.1", 50051),)
+_COLLECTOR = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument", "percent"),
+    [
+        ("", "", 100),
+        ("parentbased_always_on", "", 100),
+        ("always_off", "", 0),
+        ("parentbased_traceidratio", "0.25", 25),
+        ("traceidratio", "", 100),
+    ],
+)
+def test_the_sampler_variables_set_the_share_of_requests_traced(
+    descriptor: Path, sampler: str, argument: str, percent: float
+) -> None:
+    env = {**_COLLECTOR, "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": argument}
+
+    options = options_from_env(_UPSTREAMS, str(descriptor), env)
+
+    assert options.trace_sampling_percent == percent
+    tracing = connection_manager(parse(options))["tracing"]
+    assert tracing["random_sampling"] == {"value": percent}
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument"), [("jaeger_remote", ""), ("traceidratio", "2"), ("traceidratio", "x")]
+)
+def test_samplers_envoy_cannot_honour_are_refused(
+    descriptor: Path, sampler: str, argument: str
+) -> None:
+    env = {**_COLLECTOR, "OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": argument}
+
+    with pytest.raises(GatewayConfigError, match="OTEL_TRACES_SAMPLER"):
+        options_from_env(_UPSTREAMS, str(descriptor), env)
+
+
+def test_the_service_name_and_resource_attributes_come_from_the_environment(
+    descriptor: Path,
+) -> None:
+    env = {
+        **_COLLECTOR,
+        "OTEL_SERVICE_NAME": "edge",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging",
+    }
+
+    provider = connection_manager(parse(options_from_env(_UPSTREAMS, str(descriptor), env)))[
+        "tracing"
+    ]["provider"]["typed_config"]
+    plain = connection_manager(parse(options_from_env(_UPSTREAMS, str(descriptor), _COLLECTOR)))[
+        "tracing"
+    ]["provider"]["typed_config"]
+
+    assert provider["service_name"] == "edge"
+    [detector] = provider["resource_detectors"]
+    assert detector["name"] == "envoy.tracers.opentelemetry.resource_detectors.environment"
+    assert plain["service_name"] == "gateway"
+    assert "resource_detectors" not in plain
+
+
+def test_the_k8s_gateway_labels_its_spans_with_its_pod(descriptor: Path) -> None:
+    provider = connection_manager(parse(profile_options("k8s", descriptor)))["tracing"]["provider"]
+
+    assert "resource_detectors" in provider["typed_config"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "endpoint"),
+    [
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://traces:4317"}, "http://traces:4317"),
+        ({"OTEL_SDK_DISABLED": "true"}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": " "}, None),
+    ],
+)
+def test_the_collector_follows_the_sdk_variables(
+    descriptor: Path, variables: dict[str, str], endpoint: str | None
+) -> None:
+    options = options_from_env(_UPSTREAMS, str(descriptor), {**_COLLECTOR, **variables})
+
+    assert options.otlp_endpoint == endpoint
+
+
+# --- GET /openapi.json ------------------------------------------------------------------------
+
+
+def openapi_route(config: Config) -> Config | None:
+    for route in routes(config):
+        if route["match"].get("path") == "/openapi.json":
+            found: Config = route
+            return found
+    return None
+
+
+def test_the_openapi_document_is_served_by_envoy_without_a_token(
+    local_options: GatewayOptions,
+) -> None:
+    config = parse(local_options)
+    route = openapi_route(config)
+    committed = gateway_config.repo_root() / gateway_config.OPENAPI_RELATIVE_PATH
+
+    assert route is not None
+    assert route["direct_response"] == {"status": 200, "body": {"filename": str(committed)}}
+    assert "requires" not in first_jwt_rule(config, "/openapi.json")
+    # Before the catch-all routes, and not turned into a 404 by the transcoder.
+    assert routes(config).index(route) < len(routes(config)) - 2
+    assert route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"]
+    limit = connection_manager(config)["route_config"]["max_direct_response_body_size_bytes"]
+    assert committed.stat().st_size < limit
+
+
+def test_the_k8s_gateway_serves_the_mounted_openapi_document(descriptor: Path) -> None:
+    route = openapi_route(parse(profile_options("k8s", descriptor)))
+
+    assert route is not None
+    assert route["direct_response"]["body"] == {"filename": "/etc/envoy/openapi.json"}
+
+
+def test_without_an_openapi_path_there_is_no_openapi_route(descriptor: Path) -> None:
+    options = GatewayOptions(upstreams=_UPSTREAMS, descriptor_path=str(descriptor))
+    config = parse(options)
+
+    assert openapi_route(config) is None
+    assert "max_direct_response_body_size_bytes" not in connection_manager(config)["route_config"]
+
+
+def test_a_plus_in_a_query_string_is_a_space(local_options: GatewayOptions) -> None:
+    # Found by fuzzing: form-encoded `order_by=name+desc` was refused as an unknown order.
+    transcoder = http_filter(parse(local_options), "GrpcJsonTranscoder")
+
+    assert transcoder["query_param_unescape_plus"] is True

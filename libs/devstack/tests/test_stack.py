@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devstack.services import SERVICES, present_services, service_by_key
-from devstack.stack import StackConfig, required_ports, run_stack, service_env
+from devstack.stack import StackConfig, required_ports, run_stack, service_env, worker_env
 
 CONFIG = StackConfig(
     repo_root=Path("/repo"),
@@ -29,6 +29,27 @@ def test_service_env_points_the_service_at_its_own_database_and_the_sink() -> No
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
     assert env["OTEL_SERVICE_NAME"] == "patient-record"
     assert env["PATH"] == "/bin"
+
+
+def test_services_that_call_others_learn_their_addresses() -> None:
+    env = service_env(service_by_key("chat"), CONFIG, {})
+
+    assert env["MEDSTATION_PATIENT_SERVICE_ADDR"] == "127.0.0.1:50052"
+    assert env["MEDSTATION_USER_SERVICE_ADDR"] == "127.0.0.1:50051"
+
+
+def test_a_worker_shares_its_service_database_but_not_its_ports_or_trace_name() -> None:
+    summary = service_by_key("summary")
+    (worker,) = summary.workers
+
+    env = worker_env(summary, worker, CONFIG, {})
+
+    assert (
+        env["MEDSTATION_DATABASE_URL"]
+        == service_env(summary, CONFIG, {})["MEDSTATION_DATABASE_URL"]
+    )
+    assert (env["MEDSTATION_GRPC_PORT"], env["MEDSTATION_METRICS_PORT"]) == ("50063", "9113")
+    assert env["OTEL_SERVICE_NAME"] == "summary-worker"
 
 
 def test_admin_credentials_from_the_environment_win() -> None:
@@ -58,7 +79,9 @@ def test_present_services_are_those_with_a_pyproject(tmp_path: Path) -> None:
     (tmp_path / "services" / "chat").mkdir()
 
     assert [s.key for s in present_services(tmp_path)] == ["summary"]
-    assert len({s.grpc_port for s in SERVICES} | {s.metrics_port for s in SERVICES}) == 8
+    ports = [p for s in SERVICES for p in (s.grpc_port, s.metrics_port)]
+    ports += [p for s in SERVICES for w in s.workers for p in (w.grpc_port, w.metrics_port)]
+    assert len(set(ports)) == len(ports) == 10
 
 
 async def test_run_fails_fast_naming_a_taken_port(

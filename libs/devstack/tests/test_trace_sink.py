@@ -77,7 +77,9 @@ def _indent_of(rows: list[str], label: str) -> int:
     return row.index(label)
 
 
-def _record(trace_id: str, span_id: str, parent: str, start: int, end: int) -> SpanRecord:
+def _record(
+    trace_id: str, span_id: str, parent: str, start: int, end: int, status: str = "UNSET"
+) -> SpanRecord:
     return SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
@@ -87,7 +89,7 @@ def _record(trace_id: str, span_id: str, parent: str, start: int, end: int) -> S
         kind="INTERNAL",
         start_ns=start,
         end_ns=end,
-        status="UNSET",
+        status=status,
         status_message="",
         attributes={},
     )
@@ -99,8 +101,9 @@ def test_bars_sit_on_the_trace_timeline() -> None:
         _record("t1", "b", "a", 500_000, 1_000_000),
     ]
 
-    rows = traces_view.render_trace(spans)[1:]
+    titles, *rows = traces_view.render_trace(spans)[1:]
 
+    assert titles.split() == ["SERVICE:", "SPAN", "KIND", "DURATION", "STATUS", "TIMELINE", "WHAT"]
     bar_a, bar_b = (row.split("|")[1] for row in rows)
     assert bar_a == "█" * traces_view.BAR_WIDTH
     assert bar_b == " " * 20 + "█" * 20

@@ -43,3 +43,16 @@ def test_internal_status_reveals_nothing() -> None:
     status = internal_status(domain="medstation.user")
     assert status.code == grpc.StatusCode.INTERNAL
     assert status.details == "internal error"
+
+
+def test_an_error_that_says_when_to_retry_sends_retry_after() -> None:
+    error = errors.ResourceExhausted(metadata={errors.RETRY_AFTER_METADATA: "40"})
+
+    status = to_grpc_status(error, domain="medstation.chat")
+
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(status.trailing_metadata)["retry-after"] == "40"
+    assert _decode(status).code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert "retry-after" not in dict(
+        to_grpc_status(PatientNotFound(), domain="x").trailing_metadata
+    )

@@ -54,12 +54,27 @@ class Revoked:
         return session_id in self.sessions
 
 
-def _verifier(revoked: Revoked | None = None) -> TokenVerifier:
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _verifier(
+    revoked: Revoked | None = None, clock: Clock | None = None, cache_size: int = 4096
+) -> TokenVerifier:
     async def fetch() -> bytes:
         return json.dumps(JWKS).encode()
 
     return TokenVerifier(
-        CachedJwks(fetch), issuer="medstation", audience="medstation-api", revocations=revoked
+        CachedJwks(fetch),
+        issuer="medstation",
+        audience="medstation-api",
+        revocations=revoked,
+        clock=clock or time.time,
+        cache_size=cache_size,
     )
 
 
@@ -124,6 +139,44 @@ async def test_token_missing_a_required_claim_is_rejected() -> None:
 async def test_revoked_session_is_rejected() -> None:
     with pytest.raises(TokenRevoked):
         await _verifier(Revoked("session-1")).verify(_token())
+
+
+async def test_a_token_verified_before_still_expires() -> None:
+    clock = Clock()
+    verifier = _verifier(clock=clock)
+    token = _token(exp=int(clock.now) + 60)
+    await verifier.verify(token)
+    clock.now += 60 + 30  # the expiry plus the leeway: still accepted
+    assert (await verifier.verify(token)).user_id == "user-1"
+    clock.now += 1
+    with pytest.raises(TokenExpired):
+        await verifier.verify(token)
+
+
+async def test_a_token_verified_before_is_still_checked_for_revocation() -> None:
+    revoked = Revoked()
+    verifier = _verifier(revoked)
+    token = _token()
+    await verifier.verify(token)
+    revoked.sessions.add("session-1")
+    with pytest.raises(TokenRevoked):
+        await verifier.verify(token)
+
+
+async def test_rejected_tokens_are_rejected_again_and_the_cache_stays_bounded() -> None:
+    verifier = _verifier(cache_size=2)
+    forged = jwt.encode(
+        _claims(), Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": "k1"}
+    )
+    for _ in range(2):
+        with pytest.raises(TokenInvalid):
+            await verifier.verify(forged)
+    tokens = [_token(sid=f"session-{n}") for n in range(5)]
+    for token in tokens:
+        await verifier.verify(token)
+    for n, token in enumerate(tokens):  # evicted or not, each still verifies as itself
+        assert (await verifier.verify(token)).session_id == f"session-{n}"
+    assert verifier.cached_tokens == 2
 
 
 def test_bearer_header_parsing() -> None:

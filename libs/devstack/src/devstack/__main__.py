@@ -51,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser("seed", help="load the demo data set into a running stack")
     )
     bench_cli.add_arguments(
-        commands.add_parser("bench", help="benchmark a running stack, write docs/benchmarks.md")
+        commands.add_parser(
+            "bench",
+            help="benchmark the stack (a running one, or one it starts), write docs/benchmarks.md",
+        )
     )
     return parser
 
@@ -68,13 +71,15 @@ def _run() -> int:
 def _traces(path: Path, limit: int, trace_id: str | None) -> int:
     traces = traces_view.load_traces(path)
     chosen = (
-        traces_view.matching(traces, trace_id) if trace_id else traces_view.latest(traces, limit)
+        traces_view.matching(traces, trace_id, linked=True)
+        if trace_id
+        else traces_view.latest(traces, limit)
     )
     if not chosen:
         wanted = f"trace {trace_id}" if trace_id else "traces"
         print(f"no {wanted} in {path} (is `make run` running, and has a request been made?)")
         return 1 if trace_id else 0
-    print(traces_view.render(chosen))
+    print(traces_view.render(chosen, everything=traces))
     return 0
 
 

@@ -7,6 +7,19 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class WorkerEntry:
+    """A background process of a service: `python -m <package> <command>`, same database.
+
+    It answers gRPC health on `""` only, on its own port, so it is probed like a service.
+    """
+
+    key: str
+    command: str
+    grpc_port: int
+    metrics_port: int
+
+
+@dataclass(frozen=True)
 class ServiceEntry:
     """One service as the local stack runs it."""
 
@@ -18,6 +31,9 @@ class ServiceEntry:
     metrics_port: int
     database: str
     role: str
+    # How the other services are told where this one listens.
+    address_variable: str
+    workers: tuple[WorkerEntry, ...] = ()
 
     def pyproject(self, repo_root: Path) -> Path:
         return repo_root / self.directory / "pyproject.toml"
@@ -33,6 +49,7 @@ SERVICES: tuple[ServiceEntry, ...] = (
         metrics_port=9101,
         database="medstation_user",
         role="medstation_user",
+        address_variable="MEDSTATION_USER_SERVICE_ADDR",
     ),
     ServiceEntry(
         key="patient-record",
@@ -43,6 +60,7 @@ SERVICES: tuple[ServiceEntry, ...] = (
         metrics_port=9102,
         database="medstation_patient",
         role="medstation_patient",
+        address_variable="MEDSTATION_PATIENT_SERVICE_ADDR",
     ),
     ServiceEntry(
         key="summary",
@@ -53,6 +71,10 @@ SERVICES: tuple[ServiceEntry, ...] = (
         metrics_port=9103,
         database="medstation_summary",
         role="medstation_summary",
+        address_variable="MEDSTATION_SUMMARY_SERVICE_ADDR",
+        workers=(
+            WorkerEntry(key="summary-worker", command="worker", grpc_port=50063, metrics_port=9113),
+        ),
     ),
     ServiceEntry(
         key="chat",
@@ -63,6 +85,7 @@ SERVICES: tuple[ServiceEntry, ...] = (
         metrics_port=9104,
         database="medstation_chat",
         role="medstation_chat",
+        address_variable="MEDSTATION_CHAT_SERVICE_ADDR",
     ),
 )
 

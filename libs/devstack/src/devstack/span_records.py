@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -25,6 +25,7 @@ _KEPT_ATTRIBUTE_PREFIXES = (
     "db.statement",
     "db.query.text",
     "messaging.",
+    "grpc.status_code",  # Envoy's tag on gRPC calls it proxied
     "error.",
     "exception.type",
     "upstream_cluster",
@@ -32,6 +33,13 @@ _KEPT_ATTRIBUTE_PREFIXES = (
     "response_flags",
 )
 _MAX_ATTRIBUTE_CHARS = 300
+
+
+class SpanLink(TypedDict):
+    """Another span this one is linked to, e.g. a job's span to the request that queued it."""
+
+    trace_id: str
+    span_id: str
 
 
 class SpanRecord(TypedDict):
@@ -48,6 +56,11 @@ class SpanRecord(TypedDict):
     status: str
     status_message: str
     attributes: dict[str, AttributeValue]
+    links: NotRequired[list[SpanLink]]  # only when the span has any
+
+
+# Spelled out: with postponed annotations, Python 3.11 counts NotRequired keys as required.
+_REQUIRED_KEYS = frozenset(SpanRecord.__annotations__) - {"links"}
 
 
 def records_from_request(request: ExportTraceServiceRequest) -> list[SpanRecord]:
@@ -66,14 +79,14 @@ def record_from_json(line: str) -> SpanRecord | None:
         value = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(value, dict) or not set(SpanRecord.__annotations__) <= value.keys():
+    if not isinstance(value, dict) or not value.keys() >= _REQUIRED_KEYS:
         return None
     record: SpanRecord = value  # type: ignore[assignment]  # keys checked just above
     return record
 
 
 def _record(span: Span, service: str) -> SpanRecord:
-    return SpanRecord(
+    record = SpanRecord(
         trace_id=span.trace_id.hex(),
         span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex(),
@@ -86,6 +99,12 @@ def _record(span: Span, service: str) -> SpanRecord:
         status_message=span.status.message,
         attributes=_attributes(span.attributes, keep_all=False),
     )
+    if span.links:
+        record["links"] = [
+            SpanLink(trace_id=link.trace_id.hex(), span_id=link.span_id.hex())
+            for link in span.links
+        ]
+    return record
 
 
 def _attributes(pairs: Iterable[KeyValue], *, keep_all: bool) -> dict[str, AttributeValue]:

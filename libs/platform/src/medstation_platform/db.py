@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Self
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import (
 
 from medstation_platform import errors
 
+logger = logging.getLogger(__name__)
+
 
 class DatabaseUnavailable(errors.Unavailable):
     reason = "DATABASE_UNAVAILABLE"
@@ -25,15 +28,21 @@ class DatabaseUnavailable(errors.Unavailable):
 def build_engine(url: str, *, pool_size: int, statement_timeout_ms: int) -> AsyncEngine:
     """An engine whose every connection is bounded in time.
 
-    `statement_timeout` keeps a slow query from outliving the RPC deadline; pre-ping
-    lets the pool recover by itself after PostgreSQL restarts.
+    `statement_timeout` keeps a slow query from outliving the RPC deadline.
+
+    No pre-ping: it costs a round trip on every checkout (a quarter of a cheap read's
+    CPU). The pool recovers from a PostgreSQL restart without it: the first statement on
+    a dead connection fails as DatabaseUnavailable (UNAVAILABLE, which clients and the
+    gateway retry for reads), and SQLAlchemy then invalidates every pooled connection
+    opened before the failure, so the next checkouts reconnect.
     """
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=5,
-        pool_pre_ping=True,
+        # Errors are logged; their SQL parameters can be PHI (note and message text).
+        hide_parameters=True,
         pool_recycle=1800,
         connect_args={
             "connect_timeout": 5,
@@ -54,6 +63,18 @@ class UnitOfWork(ABC):
         self._engine = engine
         self._connection: AsyncConnection | None = None
         self._transaction: AsyncTransaction | None = None
+        self._autocommit = False
+
+    def autocommit(self) -> Self:
+        """Let each statement commit on its own, with no BEGIN and no COMMIT.
+
+        For use cases that only read, or whose one write is a single statement (an audit
+        row recorded by the statement that checks access): two round trips fewer, about a
+        fifth of a cheap read's cost. `commit()` is then a no-op, so the use case reads
+        the same either way.
+        """
+        self._autocommit = True
+        return self
 
     @abstractmethod
     def bind(self, connection: AsyncConnection) -> None:
@@ -62,7 +83,10 @@ class UnitOfWork(ABC):
     async def __aenter__(self) -> Self:
         try:
             self._connection = await self._engine.connect()
-            self._transaction = await self._connection.begin()
+            if self._autocommit:
+                await self._connection.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                self._transaction = await self._connection.begin()
         except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as error:
             await self._close()
             raise DatabaseUnavailable() from error
@@ -70,6 +94,8 @@ class UnitOfWork(ABC):
         return self
 
     async def commit(self) -> None:
+        if self._autocommit and self._connection is not None:
+            return  # every statement has committed already
         if self._transaction is None:
             raise RuntimeError("commit() outside of `async with`")
         await self._transaction.commit()
@@ -82,10 +108,19 @@ class UnitOfWork(ABC):
         traceback: TracebackType | None,
     ) -> None:
         try:
-            if self._transaction is not None and self._transaction.is_active:
-                await self._transaction.rollback()
-        finally:
-            await self._close()
+            try:
+                if self._transaction is not None and self._transaction.is_active:
+                    await self._transaction.rollback()
+            finally:
+                await self._close()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as error:
+            # The connection died after the block's last statement (a database restart).
+            # A rollback only discards, so a block that finished has lost nothing: its
+            # result stands. SQLAlchemy has invalidated the connection already.
+            if exc is None:
+                logger.warning("connection lost after the unit of work's last statement")
+                return
+            raise DatabaseUnavailable() from error
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
             raise DatabaseUnavailable() from exc
 

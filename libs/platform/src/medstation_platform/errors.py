@@ -83,6 +83,11 @@ class Aborted(DomainError):
     default_message = "the operation was aborted by a concurrent change; retry"
 
 
+# An error's metadata key for "retry after this many seconds": sent to clients as the
+# `retry-after` header too (gRPC trailing metadata, which the gateway passes on).
+RETRY_AFTER_METADATA = "retry_after_seconds"
+
+
 class ResourceExhausted(DomainError):
     reason = "RESOURCE_EXHAUSTED"
     default_message = "too many requests"

@@ -1,4 +1,24 @@
-"""Prometheus metrics for RPCs, served over HTTP on the service's metrics port."""
+"""Prometheus metrics for RPCs, served over HTTP on the service's metrics port.
+
+What a MedStation process exposes on `MEDSTATION_METRICS_PORT` (`/metrics`):
+
+- RPCs: `grpc_server_handled_total{grpc_service, grpc_method, grpc_code}` (rate, and
+  errors by status code) and `grpc_server_handling_seconds` (latency histogram);
+- the connection pool (`pool_metrics.instrument_pool`): `db_pool_size`,
+  `db_pool_checked_out_connections`, `db_pool_idle_connections`,
+  `db_pool_overflow_connections`, each by `pool`;
+- caches (`cache.CacheAside`): `cache_requests_total{cache, result=hit|miss|bypass}`;
+- outboxes (`outbox.OutboxRelay`): `outbox_unpublished_events`,
+  `outbox_oldest_unpublished_age_seconds`, `outbox_events_published_total`,
+  `outbox_relay_errors_total`, each by `stream`;
+- language models (`medstation_llm`): `medstation_llm_request_seconds{provider, outcome}`
+  and `medstation_llm_errors_total{provider, reason}`;
+- the summary worker's queue: `summary_jobs_queued`, `summary_job_oldest_queued_age_seconds`.
+
+The gateway's own metrics are Envoy's: `GET /stats/prometheus` on its admin port
+(127.0.0.1:9901 under `make run`), e.g. `envoy_cluster_upstream_rq_total{envoy_cluster_name}`
+and `envoy_http_downstream_rq_xx{envoy_response_code_class}`.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medstation_platform.entrypoint import run_command_line
 from medstation_platform.rpc.runtime import run_service
+from medstation_platform.telemetry import startup_span
 from patient_record import bootstrap
 from patient_record.grpc_api import PUBLIC_METHODS
 from patient_record.settings import PatientSettings
@@ -15,7 +16,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def serve(settings: PatientSettings) -> None:
-    service = await bootstrap.build(settings)
+    with startup_span():
+        service = await bootstrap.build(settings)
     await run_service(
         settings,
         domain=bootstrap.DOMAIN,

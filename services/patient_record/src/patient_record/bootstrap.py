@@ -20,6 +20,7 @@ from medstation_platform.cache import CacheAside
 from medstation_platform.db import build_engine
 from medstation_platform.outbox import OutboxRelay
 from medstation_platform.pagination import PageTokenCodec
+from medstation_platform.pool_metrics import instrument_pool
 from medstation_platform.redis_connection import build_redis
 from medstation_platform.rpc.client import open_channel
 from medstation_platform.rpc.server import ServiceBinding
@@ -79,6 +80,7 @@ async def build(
         statement_timeout_ms=settings.database_statement_timeout_ms,
     )
     instrument_engine(engine)
+    instrument_pool(engine, registry)
     redis = build_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
     user_channel = None
     if verifier is None:

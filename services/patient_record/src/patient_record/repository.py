@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     REAL,
+    BindParameter,
     ColumnElement,
     Date,
     DateTime,
@@ -19,6 +21,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     and_,
+    bindparam,
     cast,
     delete,
     exc,
@@ -32,8 +35,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
 
 from medstation_platform.db import UnitOfWork
+from medstation_platform.hot_sql import HotQuery, execute, fetch_first
 from medstation_platform.outbox import OutboxEvent, stage_event
 from patient_record import tables
 from patient_record.domain import (
@@ -98,11 +103,15 @@ def _patient_columns() -> list[ColumnElement[Any]]:
     return [*_patients.c, _care_team_of(_patients.c.id).label("care_team")]
 
 
-def _is_member(patient_id: ColumnElement[Any] | str, user_id: str) -> ColumnElement[bool]:
+def _is_member(
+    patient_id: ColumnElement[Any] | str, user_id: ColumnElement[Any] | str
+) -> ColumnElement[bool]:
     return exists().where(_team.c.patient_id == patient_id, _team.c.user_id == user_id)
 
 
-def patient_statement(patient_id: str, viewer: str | None) -> Select[Any]:
+def patient_statement(
+    patient_id: str | BindParameter[Any], viewer: str | BindParameter[Any] | None
+) -> Select[Any]:
     """The patient with its care team, if `viewer` may see it (None: anyone may)."""
     statement = select(*_patient_columns()).where(_patients.c.id == patient_id)
     if viewer is not None:
@@ -189,22 +198,55 @@ def audit_page_statement(query: AuditQuery) -> Select[Any]:
 def visible_read_statement(event: AuditEvent, viewer: str | None) -> Insert:
     """Records `event` only if `viewer` may see its patient: the access check and the
     audit row are one statement, so no read is ever allowed without being recorded."""
+    values: dict[str, ColumnElement[Any]] = {
+        "id": literal(event.id, _UUID),
+        "actor_id": literal(event.actor_id, _UUID),
+        "action": literal(event.action, Text),
+        "patient_id": literal(event.patient_id, _UUID),
+        "note_id": literal(event.note_id, _UUID),
+        "occurred_at": literal(event.occurred_at, _TIMESTAMP),
+        "trace_id": literal(event.trace_id, Text),
+    }
+    return _visible_read(values, None if viewer is None else literal(viewer, _UUID))
+
+
+def _visible_read(
+    values: dict[str, ColumnElement[Any]], viewer: ColumnElement[Any] | None
+) -> Insert:
+    patient_id = values["patient_id"]
     allowed: ColumnElement[bool] = (
-        exists().where(_patients.c.id == event.patient_id)
+        exists().where(_patients.c.id == patient_id)
         if viewer is None
-        else _is_member(event.patient_id, viewer)
+        else _is_member(patient_id, viewer)
     )
-    row = select(
-        literal(event.id, _UUID),
-        literal(event.actor_id, _UUID),
-        literal(event.action, Text),
-        literal(event.patient_id, _UUID),
-        literal(event.note_id, _UUID),
-        literal(event.occurred_at, _TIMESTAMP),
-        literal(event.trace_id, Text),
-    ).where(allowed)
-    columns = ["id", "actor_id", "action", "patient_id", "note_id", "occurred_at", "trace_id"]
-    return insert(_audit).from_select(columns, row).returning(_audit.c.id)
+    row = select(*values.values()).where(allowed)
+    return insert(_audit).from_select(list(values), row).returning(_audit.c.id)
+
+
+# GetPatient's statements, every read of a patient runs them: compiled once (hot_sql).
+_AUDIT_PARAMETERS: dict[str, TypeEngine[Any]] = {
+    "id": _UUID,
+    "actor_id": _UUID,
+    "action": Text(),
+    "patient_id": _UUID,
+    "note_id": _UUID,
+    "occurred_at": _TIMESTAMP,
+    "trace_id": Text(),
+}
+_HOT_VALUES: dict[str, ColumnElement[Any]] = {
+    name: bindparam(name, type_=kind) for name, kind in _AUDIT_PARAMETERS.items()
+}
+_VISIBLE_READ_BY_MEMBER = HotQuery(_visible_read(_HOT_VALUES, bindparam("viewer", type_=_UUID)))
+_VISIBLE_READ_BY_ADMIN = HotQuery(_visible_read(_HOT_VALUES, None))
+_PATIENT_BY_ID = HotQuery(patient_statement(bindparam("patient_id", type_=_UUID), None))
+# Every call on a patient or its notes first checks the caller is on its care team.
+_PATIENT_FOR_MEMBER = HotQuery(
+    patient_statement(bindparam("patient_id", type_=_UUID), bindparam("viewer", type_=_UUID))
+)
+_INSERT_AUDIT = HotQuery(insert(_audit).values(_HOT_VALUES))
+_INSERT_NOTE = HotQuery(
+    insert(_notes).values({c.name: bindparam(c.name, type_=c.type) for c in _notes.c})
+)
 
 
 # ---- rows to domain objects ----
@@ -286,7 +328,11 @@ class PatientRepository:
             raise
 
     async def get(self, patient_id: str, *, viewer: str | None) -> Patient | None:
-        row = (await self._connection.execute(patient_statement(patient_id, viewer))).first()
+        if viewer is None:
+            row = await fetch_first(self._connection, _PATIENT_BY_ID, {"patient_id": patient_id})
+        else:
+            values = {"patient_id": patient_id, "viewer": viewer}
+            row = await fetch_first(self._connection, _PATIENT_FOR_MEMBER, values)
         return None if row is None else _patient(row)
 
     async def lock(self, patient_id: str) -> None:
@@ -328,11 +374,11 @@ class NoteRepository:
         self._connection = connection
 
     async def add(self, note: Note) -> None:
+        # No savepoint: a failed insert ends the use case, whose rollback takes it all.
         try:
-            async with self._connection.begin_nested():
-                await self._connection.execute(insert(_notes).values(vars(note)))
-        except exc.IntegrityError as error:
-            if _violated(error, _NOTE_PATIENT_FK):  # the patient was deleted meanwhile
+            await execute(self._connection, _INSERT_NOTE, vars(note))
+        except psycopg.errors.ForeignKeyViolation as error:
+            if error.diag.constraint_name == _NOTE_PATIENT_FK:  # the patient was deleted
                 raise PatientNotFound() from None
             raise
 
@@ -368,12 +414,20 @@ class AuditRepository:
         self._connection = connection
 
     async def record(self, events: Sequence[AuditEvent]) -> None:
-        if events:
+        if len(events) == 1:  # most calls: one read or change of one patient
+            await execute(self._connection, _INSERT_AUDIT, vars(events[0]))
+        elif events:
             await self._connection.execute(insert(_audit).values([vars(e) for e in events]))
 
     async def record_if_visible(self, event: AuditEvent, *, viewer: str | None) -> bool:
-        result = await self._connection.execute(visible_read_statement(event, viewer))
-        return result.first() is not None
+        values = vars(event)
+        if viewer is None:
+            row = await fetch_first(self._connection, _VISIBLE_READ_BY_ADMIN, values)
+        else:
+            row = await fetch_first(
+                self._connection, _VISIBLE_READ_BY_MEMBER, {**values, "viewer": viewer}
+            )
+        return row is not None
 
     async def list_page(self, query: AuditQuery) -> list[AuditEvent]:
         result = await self._connection.execute(audit_page_statement(query))

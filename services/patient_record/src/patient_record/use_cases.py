@@ -147,7 +147,7 @@ async def list_patients(
     order = parse_order_by(order_by, searching=bool(search))
     scope = _scope("patients", principal.user_id, order.spelling, search)
     after = _decode_cursor(records, scope, page.page_token, order.from_json)
-    async with records.unit_of_work() as uow:
+    async with records.unit_of_work().autocommit() as uow:
         rows = await uow.patients.list_page(
             PatientQuery(_viewer(principal), order, search, after, limit + 1)
         )
@@ -163,14 +163,16 @@ async def list_patients(
 
 
 async def get_patient(records: Records, principal: Principal, patient_id: str) -> Patient:
-    async with records.unit_of_work() as uow:
+    # Statement by statement: the one write is the audit row, recorded (and committed)
+    # by the statement that checks membership, before any of the record is read.
+    async with records.unit_of_work().autocommit() as uow:
         # Membership is checked against PostgreSQL by the very statement that records
         # the read; only then may the cache supply the body.
         read = _audit(records, principal, Action.PATIENT_READ, patient_id)
         if not await uow.audit.record_if_visible(read, viewer=_viewer(principal)):
             raise PatientNotFound()
         body = await records.cache.read(patient_id, lambda: _patient_json(uow, patient_id))
-        if body is None:  # deleted since the check: the rollback takes the audit row too
+        if body is None:  # deleted since the check; the audit row keeps the attempt
             raise PatientNotFound()
         await uow.commit()
     return patient_from_json(body)
@@ -324,7 +326,7 @@ async def list_notes(
     limit = resolve_page_size(page.page_size)
     scope = _scope("notes", principal.user_id, patient_id)
     after = _decode_cursor(records, scope, page.page_token, _datetime)
-    async with records.unit_of_work() as uow:
+    async with records.unit_of_work().autocommit() as uow:
         await _visible(uow, principal, patient_id)
         notes = await uow.notes.list_page(patient_id, after=after, limit=limit + 1)
         notes, next_token = _paginate(
@@ -338,7 +340,7 @@ async def list_notes(
 
 
 async def get_note(records: Records, principal: Principal, patient_id: str, note_id: str) -> Note:
-    async with records.unit_of_work() as uow:
+    async with records.unit_of_work().autocommit() as uow:
         await _visible(uow, principal, patient_id)
         note = await _existing_note(uow, patient_id, note_id)
         await uow.audit.record([_audit(records, principal, Action.NOTE_READ, patient_id, note_id)])

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from devstack.pytest_plugin import MakeDatabase
 from medstation.patient.v1 import patient_service_pb2_grpc as pb_grpc
-from medstation_platform.auth.keys import CachedJwks
 from medstation_platform.auth.tokens import TokenVerifier
 from medstation_platform.migrations import upgrade_to_head
 from medstation_platform.rpc.runtime import build_pipeline
@@ -23,8 +22,6 @@ from patient_record.__main__ import MIGRATIONS
 from patient_record.grpc_api import PUBLIC_METHODS
 from patient_record.settings import PatientSettings
 from services.patient_record.tests.integration.patient_client import (
-    AUDIENCE,
-    ISSUER,
     PatientClient,
     TokenIssuer,
 )
@@ -48,12 +45,7 @@ def issuer() -> TokenIssuer:
 
 @pytest.fixture
 def verifier(issuer: TokenIssuer) -> TokenVerifier:
-    """Checks tokens as in production, with the JWKS served by a fake fetch."""
-
-    async def fetch_jwks() -> bytes:
-        return issuer.jwks()
-
-    return TokenVerifier(CachedJwks(fetch_jwks), issuer=ISSUER, audience=AUDIENCE)
+    return issuer.verifier()
 
 
 @pytest.fixture

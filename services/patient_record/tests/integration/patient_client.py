@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
+from medstation_platform.auth.keys import CachedJwks
+from medstation_platform.auth.tokens import TokenVerifier
 
 if TYPE_CHECKING:
     from medstation.patient.v1.patient_service_pb2_grpc import PatientRecordServiceAsyncStub
@@ -60,6 +62,14 @@ class TokenIssuer:
         x = base64.urlsafe_b64encode(raw).decode().rstrip("=")
         jwk = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self._kid, "alg": "EdDSA"}
         return json.dumps({"keys": [jwk]}).encode()
+
+    def verifier(self) -> TokenVerifier:
+        """Checks tokens as in production, with this issuer's JWKS served by a fake fetch."""
+
+        async def fetch_jwks() -> bytes:
+            return self.jwks()
+
+        return TokenVerifier(CachedJwks(fetch_jwks), issuer=ISSUER, audience=AUDIENCE)
 
     def caller(self, role: str = "clinician") -> Caller:
         user_id = str(uuid.uuid4())

@@ -11,6 +11,8 @@ import pytest
 
 from devstack.rpc_failures import failure
 from medstation.patient.v1 import patient_service_pb2 as pb
+from patient_record.bootstrap import PatientService
+from patient_record.domain import Note, PatientNotFound
 from services.patient_record.tests.integration.patient_client import (
     UNKNOWN_ID,
     Caller,
@@ -163,3 +165,24 @@ async def test_a_retried_create_note_returns_the_first_note(
         "IDEMPOTENCY_KEY_REUSED",
     )
     assert await _all_notes(stub, doctor, patient.id, page_size=10) == [first]
+
+
+async def test_a_note_for_a_patient_deleted_meanwhile_is_patient_not_found(
+    service: PatientService,
+) -> None:
+    """The race CreateNote's membership check cannot see: the patient is deleted between
+    the check and the insert. The foreign key catches it; nothing is half-written."""
+    now = datetime.now(UTC)
+    note = Note(
+        id=str(uuid.uuid4()),
+        patient_id=UNKNOWN_ID,
+        author_id=str(uuid.uuid4()),
+        content="S: cough",
+        note_time=now,
+        created_at=now,
+    )
+    with pytest.raises(PatientNotFound):
+        async with service.records.unit_of_work() as uow:
+            await uow.notes.add(note)
+    async with service.records.unit_of_work() as uow:
+        assert await uow.notes.get(UNKNOWN_ID, note.id) is None

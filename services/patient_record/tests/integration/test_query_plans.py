@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import ClauseElement, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from devstack.pytest_plugin import MakeDatabase
+from devstack.query_plans import fill_database, query_plan
 from medstation_platform.migrations import upgrade_to_head
 from patient_record.__main__ import MIGRATIONS
 from patient_record.domain import AuditEvent, PatientOrder, SortValue
@@ -98,15 +98,8 @@ _FILL = [
 def plans_database_url(make_database: MakeDatabase) -> str:
     url = make_database("patient_plans")
     upgrade_to_head(MIGRATIONS, url)
-    engine = create_engine(url)
     parameters = {"count": PATIENTS, "clinician": CLINICIAN, "some_id": SOME_ID, "others": OTHERS}
-    try:
-        with engine.begin() as connection:
-            for statement in _FILL:
-                names = {key for key in parameters if f":{key}" in statement}
-                connection.execute(text(statement), {k: parameters[k] for k in names})
-    finally:
-        engine.dispose()
+    fill_database(url, _FILL, parameters)
     return url
 
 
@@ -115,26 +108,6 @@ async def plans_engine(plans_database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(plans_database_url)
     yield engine
     await engine.dispose()
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
-
-
-async def _plan(engine: AsyncEngine, statement: ClauseElement) -> list[dict[str, Any]]:
-    """The plan of exactly the SQL and parameters the repository would send."""
-    compiled = statement.compile(dialect=engine.dialect)
-    async with engine.connect() as connection:
-        result = await connection.exec_driver_sql(
-            f"EXPLAIN (FORMAT JSON) {compiled.string}", compiled.params
-        )
-        document = result.scalar_one()
-        await connection.rollback()
-    if isinstance(document, str):
-        document = json.loads(document)
-    return list(_nodes(document[0]["Plan"]))
 
 
 def _assert_indexed(nodes: list[dict[str, Any]]) -> None:
@@ -174,7 +147,7 @@ async def test_get_patient_uses_indexes(plans_engine: AsyncEngine, viewer: str) 
         patient_statement(SOME_ID, _viewer_id(viewer)),
         visible_read_statement(event, _viewer_id(viewer)),
     ):
-        _assert_indexed(await _plan(plans_engine, statement))
+        _assert_indexed(await query_plan(plans_engine, statement))
 
 
 @pytest.mark.parametrize("order", _ORDERS, ids=lambda order: order.spelling)
@@ -186,7 +159,7 @@ async def test_list_patients_uses_indexes_in_every_order(
     after = None if page == "first" else (_CURSORS[order.key], SOME_ID)
     query = PatientQuery(_viewer_id(viewer), order, "", after, LIMIT)
 
-    _assert_indexed(await _plan(plans_engine, patient_page_statement(query)))
+    _assert_indexed(await query_plan(plans_engine, patient_page_statement(query)))
 
 
 @pytest.mark.parametrize(
@@ -202,7 +175,7 @@ async def test_search_uses_the_trigram_index(
     after = None if page == "first" else (_CURSORS[order.key], SOME_ID)
     query = PatientQuery(_viewer_id(viewer), order, "Jonathan Smithrs", after, LIMIT)
 
-    nodes = await _plan(plans_engine, patient_page_statement(query))
+    nodes = await query_plan(plans_engine, patient_page_statement(query))
 
     _assert_indexed(nodes)
 
@@ -220,7 +193,7 @@ async def test_search_finds_the_misspelled_name_among_100k(plans_engine: AsyncEn
 async def test_list_notes_uses_its_index(plans_engine: AsyncEngine, page: str) -> None:
     after = None if page == "first" else (datetime.now(UTC), SOME_ID)
 
-    _assert_indexed(await _plan(plans_engine, note_page_statement(SOME_ID, after, LIMIT)))
+    _assert_indexed(await query_plan(plans_engine, note_page_statement(SOME_ID, after, LIMIT)))
 
 
 @pytest.mark.parametrize("filters", ["none", "patient", "actor", "both"])
@@ -235,4 +208,4 @@ async def test_list_audit_events_uses_indexes(
         limit=LIMIT,
     )
 
-    _assert_indexed(await _plan(plans_engine, audit_page_statement(query)))
+    _assert_indexed(await query_plan(plans_engine, audit_page_statement(query)))

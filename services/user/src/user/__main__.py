@@ -7,6 +7,7 @@ from pathlib import Path
 
 from medstation_platform.entrypoint import run_command_line
 from medstation_platform.rpc.runtime import run_service
+from medstation_platform.telemetry import startup_span
 from user import bootstrap
 from user.grpc_api import PUBLIC_METHODS
 from user.settings import UserSettings
@@ -15,7 +16,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 async def serve(settings: UserSettings) -> None:
-    service = await bootstrap.build(settings)
+    with startup_span():
+        service = await bootstrap.build(settings)
     await run_service(
         settings,
         domain=bootstrap.DOMAIN,
@@ -23,6 +25,7 @@ async def serve(settings: UserSettings) -> None:
         verifier=service.verifier,
         public_methods=PUBLIC_METHODS,
         on_stopped=service.close,
+        registry=service.registry,
     )
 
 

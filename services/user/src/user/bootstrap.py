@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,10 +17,12 @@ from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
 from medstation_platform.db import build_engine
 from medstation_platform.pagination import PageTokenCodec
+from medstation_platform.pool_metrics import instrument_pool
 from medstation_platform.redis_connection import build_redis
 from medstation_platform.rpc.server import ServiceBinding
 from medstation_platform.telemetry import instrument_engine
 from user import use_cases
+from user.domain import SessionPolicy
 from user.grpc_api import SERVICE_NAME, UserServicer
 from user.passwords import Passwords
 from user.repository import UserUnitOfWork
@@ -42,6 +45,7 @@ class UserService:
     binding: ServiceBinding
     engine: AsyncEngine
     redis: Redis
+    registry: CollectorRegistry
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -56,6 +60,8 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
         statement_timeout_ms=settings.database_statement_timeout_ms,
     )
     instrument_engine(engine)
+    registry = CollectorRegistry()
+    instrument_pool(engine, registry)
     redis = build_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
 
     def unit_of_work() -> UserUnitOfWork:
@@ -85,7 +91,10 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
             ttl=access_ttl,
         ),
         page_tokens=PageTokenCodec(settings.page_token_secret.get_secret_value().encode()),
-        refresh_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        sessions=SessionPolicy(
+            idle=timedelta(seconds=settings.refresh_token_idle_seconds),
+            absolute=timedelta(seconds=settings.refresh_token_absolute_seconds),
+        ),
         clock=clock,
     )
     await use_cases.ensure_admin(
@@ -111,4 +120,5 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
         binding=ServiceBinding(SERVICE_NAME, register),
         engine=engine,
         redis=redis,
+        registry=registry,
     )

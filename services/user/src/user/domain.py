@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from medstation_platform import errors
@@ -37,7 +37,11 @@ class User:
 
 @dataclass(frozen=True)
 class RefreshToken:
-    """One link in a session's rotation chain; the family id is the session id."""
+    """One link in a session's rotation chain; the family id is the session id.
+
+    `expires_at` is this link's end: its idle timeout, capped by `session_expires_at`,
+    the session's absolute end, which every link of the family carries unchanged.
+    """
 
     id: str
     family_id: str
@@ -45,8 +49,24 @@ class RefreshToken:
     token_hash: bytes
     created_at: datetime
     expires_at: datetime
+    session_expires_at: datetime
     rotated_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """How long a session lives: `idle` without a refresh, `absolute` after sign-in."""
+
+    idle: timedelta
+    absolute: timedelta
+
+    def session_end(self, signed_in_at: datetime) -> datetime:
+        return signed_in_at + self.absolute
+
+    def link_end(self, now: datetime, session_end: datetime) -> datetime:
+        """When a refresh token issued `now` stops working."""
+        return min(now + self.idle, session_end)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,12 @@ def clean_display_name(raw: str) -> str:
     name = " ".join(raw.split())
     if not 1 <= len(name) <= 100:
         raise errors.InvalidArgument.for_field("display_name", "must be 1 to 100 characters")
+    # PostgreSQL text cannot hold NUL (it would fail as a 500), and no other control
+    # character belongs in a name shown to other people.
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise errors.InvalidArgument.for_field(
+            "display_name", "must not contain control characters"
+        )
     return name
 
 

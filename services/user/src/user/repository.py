@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exc, func, insert, literal, select, tuple_, update
+from sqlalchemy import and_, bindparam, exc, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from medstation_platform.db import UnitOfWork
+from medstation_platform.hot_sql import HotQuery, fetch_first
 from user import tables
 from user.domain import EmailAlreadyRegistered, RefreshToken, SigningKey, User
 
@@ -34,9 +35,15 @@ def _refresh_token(row: Any) -> RefreshToken:
         token_hash=row.token_hash,
         created_at=row.created_at,
         expires_at=row.expires_at,
+        session_expires_at=row.session_expires_at,
         rotated_at=row.rotated_at,
         revoked_at=row.revoked_at,
     )
+
+
+# Every authenticated call re-reads its caller (deactivation bites at once): the hottest
+# statement of the service.
+_USER_BY_ID = HotQuery(select(tables.users).where(tables.users.c.id == bindparam("user_id")))
 
 
 class UserRepository:
@@ -51,9 +58,7 @@ class UserRepository:
             raise EmailAlreadyRegistered() from None
 
     async def get(self, user_id: str) -> User | None:
-        row = (
-            await self._connection.execute(select(tables.users).where(tables.users.c.id == user_id))
-        ).first()
+        row = await fetch_first(self._connection, _USER_BY_ID, {"user_id": user_id})
         return None if row is None else _user(row)
 
     async def get_by_email(self, email: str) -> User | None:

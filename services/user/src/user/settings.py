@@ -16,7 +16,11 @@ class UserSettings(ServiceSettings):
     admin_email: str = Field(default="admin@medstation.local", min_length=3)
     admin_password: SecretStr = SecretStr("change-me-admin-password")
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=3600)
-    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=3600)
+    # A session (one refresh-token family) ends after 30 minutes without a refresh, and
+    # 12 hours after sign-in however active it is (HIPAA 164.312(a)(2)(iii) automatic
+    # logoff); an idle time above the absolute one is simply capped by it.
+    refresh_token_idle_seconds: int = Field(default=30 * 60, ge=60)
+    refresh_token_absolute_seconds: int = Field(default=12 * 3600, ge=60)
     # Private signing keys are stored encrypted with this passphrase.
     signing_key_passphrase: SecretStr = SecretStr("local-development-signing-key-passphrase")
     login_failure_limit: int = Field(default=20, ge=1)

@@ -38,6 +38,7 @@ refresh_tokens = Table(
     Column("token_hash", LargeBinary, nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("session_expires_at", DateTime(timezone=True), nullable=False),
     Column("rotated_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
 )

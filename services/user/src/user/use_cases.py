@@ -8,7 +8,7 @@ import secrets
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from medstation_platform.auth.principal import Principal
@@ -25,6 +25,7 @@ from user.domain import (
     RefreshToken,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    SessionPolicy,
     SigningKey,
     User,
     UserNotFound,
@@ -58,7 +59,7 @@ class Identity:
     revocations: Revocations
     minter: TokenMinter
     page_tokens: PageTokenCodec
-    refresh_ttl: timedelta
+    sessions: SessionPolicy
     clock: Callable[[], datetime]
 
 
@@ -99,7 +100,10 @@ async def login(identity: Identity, *, email: str, password: str) -> IssuedToken
         await identity.throttle.record_failure(email)
         raise InvalidCredentials()
     async with identity.unit_of_work() as uow:
-        tokens = await _issue(identity, uow, user, family_id=str(uuid.uuid4()))
+        session_end = identity.sessions.session_end(identity.clock())
+        tokens = await _issue(
+            identity, uow, user, family_id=str(uuid.uuid4()), session_end=session_end
+        )
         await uow.commit()
     return tokens
 
@@ -108,6 +112,7 @@ async def refresh(identity: Identity, *, refresh_token: str) -> IssuedTokens:
     now = identity.clock()
     async with identity.unit_of_work() as uow:
         stored = await uow.refresh_tokens.get_for_update(_hash(refresh_token))
+        # expires_at is the sooner of the idle timeout and the session's absolute end.
         if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
             raise RefreshTokenInvalid()
         if stored.rotated_at is not None:
@@ -120,7 +125,11 @@ async def refresh(identity: Identity, *, refresh_token: str) -> IssuedTokens:
         if user is None or not user.active:
             raise RefreshTokenInvalid()
         await uow.refresh_tokens.mark_rotated(stored.id, now)
-        tokens = await _issue(identity, uow, user, family_id=stored.family_id)
+        # Rotation renews the idle timeout, never the session's absolute end.
+        tokens = await _issue(
+            identity, uow, user, family_id=stored.family_id,
+            session_end=stored.session_expires_at,
+        )  # fmt: skip
         await uow.commit()
     return tokens
 
@@ -137,7 +146,7 @@ async def logout(identity: Identity, *, refresh_token: str) -> None:
 
 
 async def get_me(identity: Identity, principal: Principal) -> User:
-    async with identity.unit_of_work() as uow:
+    async with identity.unit_of_work().autocommit() as uow:
         return await _active_caller(uow, principal)
 
 
@@ -187,7 +196,7 @@ async def list_users(
 
 
 async def get_user(identity: Identity, principal: Principal, user_id: str) -> User:
-    async with identity.unit_of_work() as uow:
+    async with identity.unit_of_work().autocommit() as uow:
         caller = await _active_caller(uow, principal)
         if caller.id == user_id:
             return caller
@@ -237,7 +246,7 @@ async def _administer(
 
 
 async def get_jwks(unit_of_work: Callable[[], UserUnitOfWork]) -> bytes:
-    async with unit_of_work() as uow:
+    async with unit_of_work().autocommit() as uow:
         return jwks_document(await uow.signing_keys.published())
 
 
@@ -280,7 +289,12 @@ async def ensure_admin(identity: Identity, *, email: str, password: str) -> None
 
 
 async def _issue(
-    identity: Identity, uow: UserUnitOfWork, user: User, *, family_id: str
+    identity: Identity,
+    uow: UserUnitOfWork,
+    user: User,
+    *,
+    family_id: str,
+    session_end: datetime,
 ) -> IssuedTokens:
     now = identity.clock()
     plain = secrets.token_urlsafe(32)
@@ -291,7 +305,8 @@ async def _issue(
             user_id=user.id,
             token_hash=_hash(plain),
             created_at=now,
-            expires_at=now + identity.refresh_ttl,
+            expires_at=identity.sessions.link_end(now, session_end),
+            session_expires_at=session_end,
         )
     )
     access = identity.minter.mint(user, family_id, now)

@@ -40,7 +40,7 @@ def test_running_the_migrations_again_changes_nothing(database_url: str) -> None
     upgrade_to_head(MIGRATIONS, database_url)
 
     assert _schema(database_url) == before
-    assert before["version"] == ["0001"]
+    assert before["version"] == ["0002"]
 
 
 async def test_the_signing_key_survives_a_restart(

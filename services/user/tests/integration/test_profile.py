@@ -133,3 +133,13 @@ async def test_a_password_change_signs_out_the_other_sessions_only(
     assert revoked.reason == "TOKEN_REVOKED"
     await stub.GetMe(pb.GetMeRequest(), metadata=current.metadata)
     await stub.Refresh(pb.RefreshRequest(refresh_token=current.refresh_token))
+
+
+async def test_a_display_name_with_a_nul_byte_is_a_400_not_a_database_error(
+    client: UserClient, stub: UserServiceAsyncStub
+) -> None:
+    session = await client.clinician()
+
+    failed = await failure(_update_me(stub, session, pb.User(display_name="Dr.\x00Who")))
+
+    assert (failed.code, failed.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["display_name"])

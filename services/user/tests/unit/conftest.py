@@ -18,6 +18,7 @@ from services.user.tests.unit.fakes import (
     FixedClock,
 )
 from user import use_cases
+from user.domain import SessionPolicy
 from user.passwords import Passwords
 from user.signing import TokenMinter, new_signing_key
 from user.use_cases import Identity
@@ -26,7 +27,8 @@ ISSUER = "medstation"
 AUDIENCE = "medstation-api"
 PASSPHRASE = b"unit-test-signing-key-passphrase"
 ACCESS_TTL = timedelta(minutes=15)
-REFRESH_TTL = timedelta(days=30)
+SESSION_IDLE = timedelta(minutes=30)
+SESSION_ABSOLUTE = timedelta(hours=12)
 LOGIN_FAILURE_LIMIT = 3
 
 
@@ -68,7 +70,7 @@ def identity(
         revocations=revocations,
         minter=TokenMinter.load(key, PASSPHRASE, issuer=ISSUER, audience=AUDIENCE, ttl=ACCESS_TTL),
         page_tokens=PageTokenCodec(b"unit-test-page-token-secret"),
-        refresh_ttl=REFRESH_TTL,
+        sessions=SessionPolicy(idle=SESSION_IDLE, absolute=SESSION_ABSOLUTE),
         clock=clock,
     )
 

@@ -48,6 +48,8 @@ async def test_register_stores_a_password_hash_that_signs_in(
     [
         pytest.param("not-an-email", "Dr. Ada", "email", id="malformed-email"),
         pytest.param("ada@example.org", "   ", "display_name", id="blank-display-name"),
+        pytest.param("ada@example.org", "Ada\x00", "display_name", id="nul-in-display-name"),
+        pytest.param("ada@example.org", "Ada\x1b[2J", "display_name", id="escape-in-name"),
     ],
 )
 async def test_register_names_the_invalid_field(

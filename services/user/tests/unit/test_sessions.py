@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from services.user.tests.unit.accounts import PASSWORD, Accounts, new_email
+from services.user.tests.unit.conftest import SESSION_ABSOLUTE, SESSION_IDLE
 from services.user.tests.unit.fakes import FakeRevocations, FakeThrottle, FixedClock
 from user import use_cases
 from user.domain import (
@@ -138,15 +141,73 @@ async def test_refresh_with_an_unknown_token_is_invalid(identity: Identity) -> N
         await use_cases.refresh(identity, refresh_token="never-issued")
 
 
-async def test_refresh_after_the_token_expired_is_invalid(
+async def test_refresh_within_the_idle_time_works(
     accounts: Accounts, identity: Identity, clock: FixedClock
 ) -> None:
     session = await accounts.clinician()
 
-    clock.advance(identity.refresh_ttl)
+    clock.advance(SESSION_IDLE - timedelta(seconds=1))
+
+    renewed = await use_cases.refresh(identity, refresh_token=session.tokens.refresh_token)
+    assert renewed.refresh_token != session.tokens.refresh_token
+
+
+async def test_a_session_idle_for_30_minutes_has_ended(
+    accounts: Accounts, identity: Identity, clock: FixedClock
+) -> None:
+    session = await accounts.clinician()
+
+    clock.advance(SESSION_IDLE)
 
     with pytest.raises(RefreshTokenInvalid):
         await use_cases.refresh(identity, refresh_token=session.tokens.refresh_token)
+
+
+async def test_each_refresh_restarts_the_idle_time(
+    accounts: Accounts, identity: Identity, clock: FixedClock
+) -> None:
+    session = await accounts.clinician()
+    token = session.tokens.refresh_token
+    for _ in range(3):
+        clock.advance(SESSION_IDLE - timedelta(minutes=1))
+        token = (await use_cases.refresh(identity, refresh_token=token)).refresh_token
+
+    clock.advance(SESSION_IDLE)
+
+    with pytest.raises(RefreshTokenInvalid):
+        await use_cases.refresh(identity, refresh_token=token)
+
+
+async def test_an_active_session_ends_12_hours_after_sign_in(
+    accounts: Accounts, identity: Identity, clock: FixedClock
+) -> None:
+    session = await accounts.clinician()
+    signed_in_at = clock()
+    token = session.tokens.refresh_token
+    step = SESSION_IDLE - timedelta(minutes=1)
+    while clock() + step < signed_in_at + SESSION_ABSOLUTE:
+        clock.advance(step)
+        token = (await use_cases.refresh(identity, refresh_token=token)).refresh_token
+
+    # The last token was issued less than the idle time ago, but the session is over.
+    clock.now = signed_in_at + SESSION_ABSOLUTE
+
+    with pytest.raises(RefreshTokenInvalid):
+        await use_cases.refresh(identity, refresh_token=token)
+
+
+async def test_signing_in_again_starts_a_new_12_hours(
+    accounts: Accounts, identity: Identity, clock: FixedClock
+) -> None:
+    session = await accounts.clinician()
+    clock.advance(SESSION_ABSOLUTE)
+
+    # Not accounts.sign_in: it checks the access token against the wall clock, hours behind.
+    again = await use_cases.login(identity, email=session.email, password=PASSWORD)
+
+    clock.advance(SESSION_IDLE - timedelta(seconds=1))
+    renewed = await use_cases.refresh(identity, refresh_token=again.refresh_token)
+    assert renewed.refresh_token != again.refresh_token
 
 
 async def test_logout_revokes_the_session(

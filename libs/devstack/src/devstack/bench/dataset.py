@@ -30,6 +30,7 @@ BENCH_MRN_PREFIX = "BN"
 _SEED_CONCURRENCY = 16
 _PAGE_SIZE = 100
 _NOTE_BODIES = 8
+_SEARCH_QUERIES = 16
 
 
 class BenchDataError(RuntimeError):
@@ -38,10 +39,16 @@ class BenchDataError(RuntimeError):
 
 @dataclass(frozen=True)
 class BenchData:
-    """Patients the bench clinician may read, and SOAP texts for CreateNote."""
+    """Patients the bench clinician may read, SOAP texts for CreateNote and misspelled
+    surnames to search for; the chats and questions of the chat scenarios and the patients
+    whose summary is stored (filled in by bench.preparation when those scenarios run)."""
 
     patient_ids: tuple[str, ...]
     note_bodies: tuple[str, ...]
+    search_queries: tuple[str, ...] = ()
+    chat_ids: tuple[str, ...] = ()
+    questions: tuple[str, ...] = ()
+    summarized_patient_ids: tuple[str, ...] = ()
 
 
 async def ensure_bench_data(
@@ -56,7 +63,7 @@ async def ensure_bench_data(
     ids = await _listed_patient_ids(session, patients, count)
     if len(ids) < count:
         ids = await _seeded_patient_ids(session, patients, count, progress_stream)
-    return BenchData(tuple(ids[:count]), _note_bodies())
+    return BenchData(tuple(ids[:count]), _note_bodies(), fuzzy_queries(count))
 
 
 async def _listed_patient_ids(
@@ -110,3 +117,16 @@ def _note_bodies() -> tuple[str, ...]:
         for note in notes_for(namespace, patient_spec(namespace, index, BENCH_MRN_PREFIX), until)
     ]
     return tuple(bodies[:_NOTE_BODIES])
+
+
+def fuzzy_queries(patients: int) -> tuple[str, ...]:
+    """Surnames of the first bench patients with a letter typed twice ("Garrcia"): a typo
+    pg_trgm's strict word similarity still matches (checked on the bench's names)."""
+    namespace = namespace_uuid(BENCH_NAMESPACE)
+    queries = []
+    for index in range(min(patients, _SEARCH_QUERIES)):
+        surname = patient_spec(namespace, index, BENCH_MRN_PREFIX).name.split()[-1]
+        first_part = surname.split("-")[0]  # of a double-barrelled one
+        middle = len(first_part) // 2
+        queries.append(first_part[: middle + 1] + first_part[middle:])
+    return tuple(queries)

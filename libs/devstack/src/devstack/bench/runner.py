@@ -1,163 +1,182 @@
-"""One benchmark run: every scenario x path (gateway, direct) x concurrency level, measured.
+"""One benchmark run: the baselines, then every scenario x path (gateway, direct) x
+concurrency level, measured.
 
-For each level: a warm-up at that concurrency (connections opened, caches and pools
-filled, results discarded), then the measured run, bracketed by CPU snapshots of the
-processes on the request path and by Envoy's rate-limit counter. Nothing here judges the
-numbers; the report shows them.
+The stack's processes' memory is read first, before any load. Then the baselines (the
+echo ceilings and the FastAPI reference, bench.baseline_runs), then for each scenario
+and level: a warm-up at that concurrency (connections opened, caches and pools filled,
+results discarded), then the measured run, bracketed by CPU snapshots of the processes
+on the request path and by Envoy's rate-limit counter. Then the measurements with
+clients of their own: streamed chat replies (bench.stream_runs) and summary jobs
+(bench.summary_jobs); memory again; and, when asked, the soak (bench.soak). Nothing
+here judges the numbers; the report (and bench.targets) does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import grpc.aio
 
 from devstack.api_session import ApiSession
-from devstack.bench import cpu, patient_cache
-from devstack.bench.dataset import BENCH_CREDENTIALS, BenchData, ensure_bench_data
-from devstack.bench.gateway_stats import rate_limited_count
+from devstack.bench import cpu, cpu_groups, memory, patient_cache, selection
+from devstack.bench.baseline_runs import run_ceilings, run_reference
+from devstack.bench.baselines import CEILINGS, REFERENCE
+from devstack.bench.dataset import BENCH_CREDENTIALS, BenchData
+from devstack.bench.event_backlog import EventBacklog, event_stream
+from devstack.bench.gateway_stats import rate_limit, rate_limit_notes, rate_limited_count
 from devstack.bench.grpc_load import run_grpc_load
 from devstack.bench.load_stats import LoadStats
 from devstack.bench.machine import machine_facts
-from devstack.bench.scenarios import PATIENT_SERVICE, GrpcTargets, Scenario, select
+from devstack.bench.plan import Endpoints, RunPlan
+from devstack.bench.preparation import open_targets, prepare_data, services_up
+from devstack.bench.results import BenchReport, RunResult
+from devstack.bench.scenarios import (
+    CHAT_SERVICE,
+    PATIENT_SERVICE,
+    STREAM_MESSAGE,
+    SUMMARY_JOBS,
+    SUMMARY_SERVICE,
+    GrpcTargets,
+    Scenario,
+    select,
+)
+from devstack.bench.soak_run import SoakSetup, soak_stack
+from devstack.bench.stream_runs import StreamResult, StreamSetup, measure_streams
+from devstack.bench.summary_data import FreshPatients, batch_size, fresh_pool
+from devstack.bench.summary_jobs import JobsResult, JobsSetup, measure_jobs
+from devstack.bench.vias import VIA_GATEWAY
 from devstack.bench.wrk import run_wrk, wrk_binary
 from devstack.services import service_by_key
-from devstack.stack_probe import require_gateway, require_service, service_status
-from medstation.patient.v1 import patient_service_pb2_grpc as patient_grpc
-from medstation.user.v1 import user_service_pb2_grpc as user_grpc
+from devstack.stack_probe import require_gateway, require_service
 
-VIA_GATEWAY = "gateway"
-VIA_DIRECT = "direct"
-VIAS = (VIA_GATEWAY, VIA_DIRECT)
-VIA_LABELS = {VIA_GATEWAY: "gateway · REST · wrk", VIA_DIRECT: "direct · gRPC · grpc.aio"}
-CPU_GROUPS = ("gateway", "service", "postgres", "redis", "load generator")
 CALL_TIMEOUT_SECONDS = 10.0
-_REDIS_PORT = 6379
 
 Log = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the stack under test listens; nothing assumes the `make run` ports."""
-
-    gateway_url: str
-    envoy_admin_url: str | None
-    user_addr: str
-    patient_addr: str | None  # None: no patient-record service to benchmark
-    patient_required: bool  # its checkout exists, so it must be serving
-    patient_metrics_url: str | None  # its Prometheus endpoint: cache hit/miss counters
-    postgres_admin_url: str
-    redis_url: str
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    duration: float
-    warmup: float
-    concurrency: tuple[int, ...]
-    scenarios: list[str] | None  # None: all
-    vias: tuple[str, ...]
-    patients: int
-
-
-@dataclass(frozen=True)
-class RunResult:
-    scenario: Scenario
-    via: str
-    concurrency: int
-    stats: LoadStats
-    cpu_seconds: dict[str, float]
-    rate_limited: int | None  # 429s Envoy's local rate limiter answered during the run
-    cache_hit_ratio: float | None  # of the patient cache's reads during the run
-
-    def cpu_us_per_request(self, group: str) -> float | None:
-        """CPU per successful request: what a useful answer cost (failures included)."""
-        if not self.stats.ok or group not in self.cpu_seconds:
-            return None
-        return self.cpu_seconds[group] * 1e6 / self.stats.ok
-
-
-@dataclass
-class BenchReport:
-    command: str
-    started_at: datetime
-    plan: RunPlan
-    facts: list[tuple[str, str]]
-    scenarios: list[Scenario]
-    results: list[RunResult] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    patients: int = 0
-
-
 async def run_bench(
-    endpoints: Endpoints, plan: RunPlan, *, command: str, workdir: Path, log: Log = print
+    endpoints: Endpoints,
+    plan: RunPlan,
+    *,
+    command: str,
+    workdir: Path,
+    log: Log = print,
+    notes: Sequence[str] = (),
 ) -> BenchReport:
-    """Measure every selected scenario that the running stack can serve."""
-    scenarios = select(plan.scenarios)
+    """Measure the baselines and every selected scenario the running stack can serve."""
     await require_gateway(endpoints.gateway_url)
     await require_service("user", endpoints.user_addr, service_by_key("user").proto_service)
-    patient_up = await _patient_service_up(endpoints)
+    up = await services_up(endpoints)
+    watched = memory.watched_processes(
+        _service_addresses(endpoints, up), cpu_groups.port_of(endpoints.gateway_url)
+    )
+    idle = memory.snapshot(watched)
+    timer = _PhaseTimer()
     async with contextlib.AsyncExitStack() as channels:
-        user_channel = await channels.enter_async_context(
-            grpc.aio.insecure_channel(endpoints.user_addr)
-        )
-        patients = None
-        if patient_up and endpoints.patient_addr is not None:
-            patient_channel = await channels.enter_async_context(
-                grpc.aio.insecure_channel(endpoints.patient_addr)
-            )
-            patients = patient_grpc.PatientRecordServiceStub(patient_channel)
+        user_channel, targets = await open_targets(channels, endpoints, up)
         session = ApiSession(user_channel, BENCH_CREDENTIALS)
         await session.sign_in()
-        targets = GrpcTargets(user_grpc.UserServiceStub(user_channel), patients)
-        report = BenchReport(command, datetime.now(UTC), plan, [], scenarios)
-        runnable = _runnable(scenarios, patient_up, report)
-        needs_patients = any(scenario.service == PATIENT_SERVICE for scenario in runnable)
-        data = await ensure_bench_data(
-            session, targets.patients if needs_patients else None, plan.patients
-        )
-        report.patients = len(data.patient_ids)
+        report = BenchReport(command, datetime.now(UTC), plan, [], select(plan.scenarios))
+        report.notes += notes
+        chosen = await selection.runnable(plan, endpoints, up)
+        report.skipped += chosen.skipped
+        report.notes += chosen.notes
+        report.notes += rate_limit_notes(await rate_limit(endpoints.envoy_admin_url))
+        data = await _prepare(session, targets, plan, chosen, up, report)
         wrk = wrk_binary()
         report.facts = await asyncio.to_thread(
             machine_facts, endpoints.postgres_admin_url, endpoints.redis_url, wrk
         )
-        vias = _available_vias(plan.vias, wrk, report)
-        measurer = _Measurer(endpoints, plan, session, targets, data, wrk, workdir, log)
-        for scenario in runnable:
-            report.results += await measurer.scenario(scenario, vias)
+        timer.end("preparing data")
+        if CEILINGS in chosen.baselines:
+            report.baselines += await run_ceilings(
+                endpoints, plan, session.access_token, wrk,
+                workdir=workdir, log=log, skipped=report.skipped,
+            )  # fmt: skip
+        if REFERENCE in chosen.baselines:
+            report.baselines += await run_reference(
+                endpoints, plan, wrk, workdir=workdir, log=log, skipped=report.skipped
+            )
+        timer.end("baselines")
+        measurer = _Measurer(endpoints, plan, session, targets, data, wrk, workdir, up, log)
+        for scenario in chosen.scenarios:
+            report.results += await measurer.scenario(scenario, _load_vias(plan.vias, wrk, report))
+        timer.end("scenarios")
+        if STREAM_MESSAGE in chosen.measurements:
+            report.streams = await measurer.streams()
+        if SUMMARY_JOBS in chosen.measurements:
+            report.jobs = await measurer.jobs(report.skipped)
+        timer.end("streams and jobs")
+        report.memory = memory.MemoryReport(watched, idle, memory.snapshot(watched))
+        if plan.soak_seconds:
+            setup = SoakSetup(endpoints.gateway_url, session, data, wrk, workdir, up, watched)
+            report.soak = await soak_stack(setup, plan, report, log)
+            timer.end("soak")
+    report.notes.append(f"time taken: {timer.describe()}")
     return report
 
 
-async def _patient_service_up(endpoints: Endpoints) -> bool:
-    if endpoints.patient_addr is None:
-        return False
-    proto_service = service_by_key(PATIENT_SERVICE).proto_service
-    if endpoints.patient_required:
-        await require_service(PATIENT_SERVICE, endpoints.patient_addr, proto_service)
-        return True
-    return await service_status(endpoints.patient_addr, proto_service) == "SERVING"
+class _PhaseTimer:
+    """How long each part of a run took, for the report (the 10-minute budget of `make bench`)."""
+
+    def __init__(self) -> None:
+        self._mark = time.monotonic()
+        self._phases: list[tuple[str, float]] = []
+
+    def end(self, phase: str) -> None:
+        now = time.monotonic()
+        self._phases.append((phase, now - self._mark))
+        self._mark = now
+
+    def describe(self) -> str:
+        return ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in self._phases)
 
 
-def _runnable(scenarios: list[Scenario], patient_up: bool, report: BenchReport) -> list[Scenario]:
-    runnable = [s for s in scenarios if patient_up or s.service != PATIENT_SERVICE]
-    report.skipped += [
-        f"{s.title}: the patient-record service is not part of this stack"
-        for s in scenarios
-        if s not in runnable
-    ]
-    return runnable
+async def _prepare(
+    session: ApiSession,
+    targets: GrpcTargets,
+    plan: RunPlan,
+    chosen: selection.Selection,
+    up: frozenset[str],
+    report: BenchReport,
+) -> BenchData:
+    soaks = bool(plan.soak_seconds) and PATIENT_SERVICE in up
+    data = await prepare_data(
+        session,
+        targets,
+        patients=plan.patients if chosen.needs_patients or soaks else 0,
+        chats=plan.chats if chosen.sends_messages else 0,
+        warm_summaries_first=chosen.warms_summaries,
+    )
+    report.patients = len(data.patient_ids)
+    if data.chat_ids:
+        about = "each about one bench patient" if data.patient_ids else "about no patient"
+        report.notes.append(f"chat: {len(data.chat_ids)} bench chats, {about}, offline model")
+    if summarized := len(data.summarized_patient_ids):
+        report.notes.append(f"summaries: stored before the runs for {summarized} bench patients")
+    return data
 
 
-def _available_vias(wanted: Sequence[str], wrk: str | None, report: BenchReport) -> list[str]:
+def _service_addresses(endpoints: Endpoints, up: frozenset[str]) -> dict[str, str]:
+    """The stack's service processes to watch: every service up, and the summary worker."""
+    addresses = {"user": endpoints.user_addr}
+    addresses |= {
+        key: address for key in sorted(up) if (address := endpoints.address(key)) is not None
+    }
+    if SUMMARY_SERVICE in up and endpoints.summary_worker_addr:
+        addresses["summary-worker"] = endpoints.summary_worker_addr
+    return addresses
+
+
+def _load_vias(wanted: Sequence[str], wrk: str | None, report: BenchReport) -> list[str]:
     if VIA_GATEWAY in wanted and wrk is None:
-        report.skipped.append("every gateway run: wrk is not installed (`make bench-deps`)")
+        reason = "every wrk run through the gateway: wrk is not installed (`make bench-deps`)"
+        if reason not in report.skipped:
+            report.skipped.append(reason)
         return [via for via in wanted if via != VIA_GATEWAY]
     return list(wanted)
 
@@ -172,6 +191,7 @@ class _Measurer:
         data: BenchData,
         wrk: str | None,
         workdir: Path,
+        up: frozenset[str],
         log: Log,
     ) -> None:
         self._endpoints = endpoints
@@ -181,27 +201,106 @@ class _Measurer:
         self._data = data
         self._wrk = wrk
         self._workdir = workdir
+        self._up = up
         self._log = log
 
     async def scenario(self, scenario: Scenario, vias: Sequence[str]) -> list[RunResult]:
-        meter = cpu.CpuMeter(self._readers(scenario))
+        meter = cpu.CpuMeter(self._readers(scenario.service, scenario.upstreams))
+        fresh = self._fresh_patients() if scenario.fresh_summaries else None
         # One cursor through the cycle for the whole scenario: a cache-miss run never
         # starts over at patients that the previous run has just put into the cache.
+        # (A fresh-summary run walks a batch of its own from the start instead.)
         cursor = 0
+        rate: float | None = None  # of the last run: sizes the next fresh batch
         results = []
-        for via in vias:
-            for level in self._plan.concurrency:
-                if self._plan.warmup > 0:
-                    warmup = await self._load(scenario, via, level, self._plan.warmup, cursor)
-                    cursor += warmup.requests
-                result = await self._measured(scenario, via, level, meter, cursor)
-                cursor += result.stats.requests
-                self._log(_line(result))
-                results.append(result)
+        try:
+            for via in vias:
+                for level in self._plan.concurrency:
+                    if self._plan.warmup > 0:
+                        data = await self._run_data(fresh, rate, self._plan.warmup, level)
+                        start = cursor if fresh is None else 0
+                        warmup = await self._load(
+                            scenario, via, level, self._plan.warmup, start, data
+                        )
+                        cursor += warmup.requests
+                        rate = warmup.requests / warmup.seconds if warmup.seconds else None
+                    data = await self._run_data(fresh, rate, self._plan.duration, level)
+                    start = cursor if fresh is None else 0
+                    result = await self._measured(scenario, via, level, meter, start, data)
+                    cursor += result.stats.requests
+                    rate = result.stats.requests / result.stats.seconds or None
+                    if fresh is not None:
+                        result = replace(result, fresh_batch=len(data.patient_ids))
+                    self._log(_line(result))
+                    results.append(result)
+        finally:
+            if fresh is not None:
+                await fresh.restore()
         return results
 
+    async def streams(self) -> list[StreamResult]:
+        setup = StreamSetup(
+            self._endpoints.gateway_url,
+            self._targets.chat_stub(),
+            self._session,
+            self._data,
+            self._readers(CHAT_SERVICE, (PATIENT_SERVICE,)),
+            CALL_TIMEOUT_SECONDS,
+        )
+        plan = self._plan
+        return await measure_streams(
+            setup,
+            plan.vias,
+            plan.concurrency,
+            warmup=plan.warmup,
+            duration=plan.duration,
+            log=self._log,
+        )
+
+    async def jobs(self, skipped: list[str]) -> list[JobsResult]:
+        endpoints = self._endpoints
+        if endpoints.summary_addr is None or endpoints.summary_worker_addr is None:
+            raise RuntimeError("summary jobs measured without the summary service or worker")
+        setup = JobsSetup(
+            self._targets.summary_stub(),
+            self._session,
+            self._fresh_patients(),
+            endpoints.summary_addr,
+            endpoints.summary_worker_addr,
+            tuple(self._addresses((PATIENT_SERVICE,))),
+            endpoints.redis_url,
+            self._workdir,
+        )
+        plan = self._plan
+        return await measure_jobs(setup, plan.workers, plan.jobs, log=self._log, skipped=skipped)
+
+    def _fresh_patients(self) -> FreshPatients:
+        return FreshPatients(
+            self._session,
+            self._targets.patient_stub(),
+            fresh_pool(self._data.patient_ids),
+            self._data.note_bodies[0],
+            EventBacklog(
+                event_stream(self._endpoints.redis_url, self._endpoints.summary_worker_addr)
+            ),
+        )
+
+    async def _run_data(
+        self, fresh: FreshPatients | None, rate: float | None, seconds: float, level: int
+    ) -> BenchData:
+        if fresh is None:
+            return self._data
+        size = batch_size(rate, seconds, level, fresh.pool_size)
+        return replace(self._data, patient_ids=await fresh.batch(size))
+
     async def _measured(
-        self, scenario: Scenario, via: str, level: int, meter: cpu.CpuMeter, cursor: int
+        self,
+        scenario: Scenario,
+        via: str,
+        level: int,
+        meter: cpu.CpuMeter,
+        cursor: int,
+        data: BenchData,
     ) -> RunResult:
         admin = self._endpoints.envoy_admin_url
         metrics = self._endpoints.patient_metrics_url
@@ -209,9 +308,22 @@ class _Measurer:
             await patient_cache.evict(self._endpoints.redis_url, self._data.patient_ids)
         limited_before = await rate_limited_count(admin)
         reads_before = await patient_cache.cache_reads(metrics)
+        evictor = (
+            asyncio.create_task(
+                patient_cache.keep_evicting(self._endpoints.redis_url, self._data.patient_ids)
+            )
+            if scenario.cold_cache
+            else None
+        )
         before = meter.snapshot()
-        stats = await self._load(scenario, via, level, self._plan.duration, cursor)
-        after = meter.snapshot()
+        try:
+            stats = await self._load(scenario, via, level, self._plan.duration, cursor, data)
+        finally:
+            after = meter.snapshot()
+            if evictor is not None:
+                evictor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await evictor
         reads_after = await patient_cache.cache_reads(metrics)
         limited_after = await rate_limited_count(admin)
         limited = (
@@ -230,13 +342,19 @@ class _Measurer:
         )
 
     async def _load(
-        self, scenario: Scenario, via: str, level: int, duration: float, start: int
+        self,
+        scenario: Scenario,
+        via: str,
+        level: int,
+        duration: float,
+        start: int,
+        data: BenchData,
     ) -> LoadStats:
         if via == VIA_GATEWAY and self._wrk is not None:
             return await run_wrk(
                 self._wrk,
                 self._endpoints.gateway_url,
-                scenario.http_cycle(self._data),
+                scenario.http_cycle(data),
                 await self._session.access_token(),
                 concurrency=level,
                 duration=duration,
@@ -244,7 +362,7 @@ class _Measurer:
                 workdir=self._workdir,
             )
         call = scenario.grpc_call(
-            self._targets, self._data, await self._session.metadata(), CALL_TIMEOUT_SECONDS
+            self._targets, data, await self._session.metadata(), CALL_TIMEOUT_SECONDS
         )
         return await run_grpc_load(
             call,
@@ -254,32 +372,21 @@ class _Measurer:
             start=start,
         )
 
-    def _readers(self, scenario: Scenario) -> dict[str, cpu.CpuReader]:
-        service_addr = (
-            self._endpoints.patient_addr
-            if scenario.service == PATIENT_SERVICE
-            else self._endpoints.user_addr
+    def _readers(self, service: str, upstreams: Sequence[str]) -> dict[str, cpu.CpuReader]:
+        return cpu_groups.request_path_readers(
+            self._endpoints.gateway_url,
+            self._endpoints.address(service) or self._endpoints.user_addr,
+            self._addresses(upstreams),
+            self._endpoints.redis_url,
         )
-        ports = {
-            "gateway": _port_of(self._endpoints.gateway_url),
-            "service": _port_of(f"//{service_addr}"),
-            "redis": _port_of(self._endpoints.redis_url, default=_REDIS_PORT),
-        }
-        readers: dict[str, cpu.CpuReader] = {}
-        for group, port in ports.items():
-            # Not on this machine (a remote Redis, say): the column stays empty.
-            if pids := cpu.listening_pids(port):
-                readers[group] = cpu.pids_seconds(pids)
-        readers["postgres"] = cpu.named_tree_seconds("postgres")
-        readers["load generator"] = cpu.own_process_seconds
-        return readers
 
-
-def _port_of(url: str, default: int | None = None) -> int:
-    port = urlsplit(url).port or default
-    if port is None:
-        raise ValueError(f"{url!r} names no port")
-    return port
+    def _addresses(self, services: Sequence[str]) -> list[str]:
+        """The addresses of those of `services` that are up."""
+        return [
+            address
+            for service in services
+            if service in self._up and (address := self._endpoints.address(service))
+        ]
 
 
 def _line(result: RunResult) -> str:

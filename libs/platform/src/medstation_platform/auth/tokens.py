@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jwt
@@ -16,6 +18,9 @@ SIGNING_ALGORITHM = "EdDSA"
 # Tolerated clock skew between the signer and verifiers.
 TOKEN_LEEWAY_SECONDS = 30
 _REQUIRED_CLAIMS = ["exp", "iat", "nbf", "iss", "aud", "sub", "role", "sid"]
+# Tokens whose signature and claims were already checked. A client sends the same token
+# for its whole lifetime, and the Ed25519 check is the dearest step of verification.
+VERIFIED_TOKENS_CACHED = 4096
 
 
 class TokenMissing(errors.Unauthenticated):
@@ -51,15 +56,20 @@ class TokenVerifier:
         audience: str,
         revocations: RevocationChecker | None = None,
         leeway_seconds: int = TOKEN_LEEWAY_SECONDS,
+        cache_size: int = VERIFIED_TOKENS_CACHED,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._revocations = revocations
         self._leeway = leeway_seconds
+        self._cache_size = cache_size
+        self._clock = clock
+        self._verified: dict[str, dict[str, Any]] = {}
 
     async def verify(self, token: str) -> Principal:
-        claims = await self._decode(token)
+        claims = await self._verified_claims(token)
         if self._revocations is not None and await self._revocations.is_revoked(str(claims["sid"])):
             raise TokenRevoked()
         return Principal(
@@ -68,6 +78,27 @@ class TokenVerifier:
             session_id=str(claims["sid"]),
             token=token,
         )
+
+    @property
+    def cached_tokens(self) -> int:
+        return len(self._verified)
+
+    async def _verified_claims(self, token: str) -> dict[str, Any]:
+        """The token's claims, its signature checked once; expiry is checked every time.
+
+        Only the expiry can turn a verified token invalid (nbf and the signature are
+        settled, time only moves on); revocation is checked by the caller on every call.
+        """
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = await self._decode(token)
+            if len(self._verified) >= self._cache_size:
+                del self._verified[next(iter(self._verified))]  # the oldest entry
+            self._verified[token] = claims
+        elif self._clock() > int(claims["exp"]) + self._leeway:
+            del self._verified[token]
+            raise TokenExpired()
+        return claims
 
     async def _decode(self, token: str) -> dict[str, Any]:
         try:

@@ -33,7 +33,13 @@ else:
     _UnaryStream = grpc.aio.UnaryStreamClientInterceptor
 
 
-class _CallerContextInterceptor(_UnaryUnary, _UnaryStream):
+class _CallerContext:
+    """Adds the caller's token and bounds the call by the caller's remaining deadline.
+
+    grpc.aio files a channel interceptor under the first kind it is an instance of, so
+    each kind of call gets its own subclass (one class for both would never see streams).
+    """
+
     def __init__(self, default_timeout_seconds: float) -> None:
         self._default_timeout = default_timeout_seconds
 
@@ -50,6 +56,8 @@ class _CallerContextInterceptor(_UnaryUnary, _UnaryStream):
             wait_for_ready=details.wait_for_ready,
         )
 
+
+class _UnaryUnaryCallerContext(_CallerContext, _UnaryUnary):
     async def intercept_unary_unary(
         self,
         continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
@@ -58,6 +66,8 @@ class _CallerContextInterceptor(_UnaryUnary, _UnaryStream):
     ) -> Any:
         return await continuation(self._details(client_call_details), request)
 
+
+class _UnaryStreamCallerContext(_CallerContext, _UnaryStream):
     async def intercept_unary_stream(
         self,
         continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
@@ -73,25 +83,24 @@ def _method_name(full_name: str) -> dict[str, str]:
 
 
 def _service_config(retryable_methods: Sequence[str]) -> str:
-    # Transparent retries for idempotent reads only; writes are never retried here.
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [_method_name(method) for method in retryable_methods],
-                    "retryPolicy": {
-                        "maxAttempts": 3,
-                        "initialBackoff": "0.05s",
-                        "maxBackoff": "0.5s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-        if retryable_methods
-        else {}
-    )
+    # Round robin over every address the name resolves to: in Kubernetes a headless
+    # Service resolves to each pod, and the default (pick_first) would pin one of them.
+    config: dict[str, object] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if retryable_methods:
+        # Transparent retries for idempotent reads only; writes are never retried here.
+        config["methodConfig"] = [
+            {
+                "name": [_method_name(method) for method in retryable_methods],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    return json.dumps(config)
 
 
 def open_channel(
@@ -105,6 +114,12 @@ def open_channel(
     `retryable_methods` ("pkg.Service/Method") are idempotent reads whose UNAVAILABLE
     failures gRPC may retry transparently.
     """
+    # One interceptor per kind of call (see _CallerContext); grpc-stubs types the list
+    # as "cast or ignore".
+    interceptors: list[Any] = [
+        _UnaryUnaryCallerContext(default_timeout_seconds),
+        _UnaryStreamCallerContext(default_timeout_seconds),
+    ]
     return grpc.aio.insecure_channel(
         target,
         options=[
@@ -114,6 +129,5 @@ def open_channel(
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config(retryable_methods)),
         ],
-        # grpc-stubs types this list as "cast or ignore"; ours implements both interfaces.
-        interceptors=[_CallerContextInterceptor(default_timeout_seconds)],  # type: ignore[list-item]
+        interceptors=interceptors,
     )

@@ -196,7 +196,13 @@ class _CallScope:
         metrics = self._call.config.metrics
         if metrics is not None:
             metrics.observe(self._call.method, code, elapsed)
+        # Successful calls at DEBUG: a line per call cost a tenth of a cheap RPC's CPU, the
+        # metrics count them, and the gateway's access log has each request with its trace
+        # id. Every failure is still logged (MEDSTATION_LOG_LEVEL=DEBUG logs them all).
+        level = logging.DEBUG if code == "OK" else logging.INFO
+        if not logger.isEnabledFor(level):
+            return
         extra: dict[str, object] = {"grpc_code": code, "duration_ms": round(elapsed * 1000, 2)}
         if reason:
             extra["reason"] = reason
-        logger.info("rpc finished", extra=extra)
+        logger.log(level, "rpc finished", extra=extra)

@@ -9,7 +9,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from medstation_platform.auth.tokens import TokenVerifier
+from medstation_platform.db import build_engine
 from medstation_platform.metrics import build_rpc_metrics, serve_metrics
+from medstation_platform.readiness import Dependency, ReadinessProbe, database_dependency
 from medstation_platform.rpc.interceptors import PipelineConfig, ServerPipeline
 from medstation_platform.rpc.server import (
     RunningServer,
@@ -21,6 +23,9 @@ from medstation_platform.settings import ServiceSettings
 from medstation_platform.validation import RequestValidator
 
 BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+# The readiness probe's own query may take this long before the database counts as down.
+_PROBE_STATEMENT_TIMEOUT_MS = 1_000
 
 
 def build_pipeline(
@@ -52,12 +57,17 @@ async def run_service(
     on_stopped: Callable[[], Awaitable[None]],
     background: Sequence[BackgroundTask] = (),
     registry: CollectorRegistry | None = None,
+    readiness: Sequence[Dependency] | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT. `domain` names the service in error details.
 
     `background` tasks (an outbox relay, say) run beside the server; each gets an event
     that is set at shutdown and must return soon after it. `registry` holds the service's
     own metrics (cache, outbox...), served with the RPC metrics on the metrics port.
+
+    Readiness (the bindings' names in gRPC health) follows `readiness`; by default the
+    service's own database (settings.database_url) over a connection of the probe's own.
+    Liveness (`""`) depends on nothing but the process (medstation_platform.readiness).
     """
     registry = registry or CollectorRegistry()
     if settings.metrics_port:
@@ -65,14 +75,27 @@ async def run_service(
     pipeline = build_pipeline(
         domain=domain, verifier=verifier, public_methods=public_methods, registry=registry
     )
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if readiness is None:
+        probe_engine = build_engine(
+            settings.database_url,
+            pool_size=1,
+            statement_timeout_ms=_PROBE_STATEMENT_TIMEOUT_MS,
+        )
+        closers.append(probe_engine.dispose)
+        readiness = [database_dependency(probe_engine)]
     running: RunningServer = await start_server(
         host=settings.grpc_host,
         port=settings.grpc_port,
         bindings=bindings,
         interceptors=[pipeline],
+        # Unready until the first check passes: nothing is routed to a service whose
+        # database is not there yet.
+        ready=not readiness,
     )
     stopping = asyncio.Event()
-    tasks = [asyncio.create_task(task(stopping)) for task in background]
+    probe = ReadinessProbe(readiness, running.set_ready)
+    tasks = [asyncio.create_task(task(stopping)) for task in (*background, probe.run)]
     try:
         await serve_until_signalled(
             running,
@@ -82,4 +105,6 @@ async def run_service(
     finally:
         stopping.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for close in closers:
+            await close()
         await on_stopped()

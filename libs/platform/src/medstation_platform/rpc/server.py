@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha import reflection
 logger = logging.getLogger(__name__)
 
 _MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,19 @@ class RunningServer:
         self._server = server
         self._health = health_servicer
         self._names = names
+        self._stopping = False
         self.port = port
+
+    async def set_ready(self, ready: bool) -> None:
+        """Readiness: the named services SERVING or NOT_SERVING; liveness (`""`) untouched.
+
+        Ignored once stopping: a dependency coming back must not undo the drain.
+        """
+        if self._stopping:
+            return
+        status = _SERVING if ready else _NOT_SERVING
+        for name in self._names:
+            await self._health.set(name, status)
 
     async def stop(self, grace_seconds: float, drain_seconds: float = 0.0) -> None:
         """Report NOT_SERVING, keep serving while load balancers notice, then stop.
@@ -52,8 +66,9 @@ class RunningServer:
         During `drain_seconds` health checks see NOT_SERVING and traffic moves elsewhere;
         then new calls are refused and in-flight ones get `grace_seconds` to finish.
         """
+        self._stopping = True
         for name in (*self._names, ""):
-            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+            await self._health.set(name, _NOT_SERVING)
         if drain_seconds > 0:
             await asyncio.sleep(drain_seconds)
         await self._server.stop(grace_seconds)
@@ -68,7 +83,13 @@ async def start_server(
     port: int,
     bindings: Sequence[ServiceBinding],
     interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
+    ready: bool = True,
 ) -> RunningServer:
+    """Serve `bindings` with health and reflection.
+
+    Liveness (`""`) is SERVING from the start; the named services start as `ready` says
+    (False: NOT_SERVING until `set_ready(True)`, when a readiness probe decides).
+    """
     server = grpc.aio.server(
         interceptors=list(interceptors),
         options=[
@@ -96,8 +117,9 @@ async def start_server(
     if bound_port == 0:
         raise PortInUse(f"cannot listen on {host}:{port}: is the port already taken?")
     await server.start()
-    for name in (*names, ""):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", _SERVING)
+    for name in names:
+        await health_servicer.set(name, _SERVING if ready else _NOT_SERVING)
     return RunningServer(server, health_servicer, names, bound_port)
 
 

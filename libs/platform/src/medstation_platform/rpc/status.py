@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -57,7 +59,18 @@ def to_grpc_status(error: errors.DomainError, *, domain: str) -> grpc.Status:
         )
         details.append(_pack(bad_request))
     proto = status_pb2.Status(code=code.value[0], message=error.message, details=details)
-    return rpc_status.to_status(proto)
+    status = rpc_status.to_status(proto)
+    if retry_after := error.metadata.get(errors.RETRY_AFTER_METADATA):
+        # Envoy passes trailing metadata on as headers: REST clients get Retry-After too.
+        metadata = (*status.trailing_metadata, ("retry-after", retry_after))
+        return _Status(status.code, status.details, metadata)
+    return status
+
+
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    """A status with extra trailing metadata (grpc.Status is only an interface)."""
 
 
 def internal_status(*, domain: str) -> grpc.Status:
