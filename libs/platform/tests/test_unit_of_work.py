@@ -3,22 +3,26 @@ and hot statements (hot_sql) run on its connection."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, select, text
+from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from devstack.pytest_plugin import MakeDatabase
-from medstation_platform.db import DatabaseUnavailable, UnitOfWork, build_engine
+from medstation_platform.db import DatabaseUnavailable, UnitOfWork, build_engine, dispose_engine
 from medstation_platform.hot_sql import HotQuery, fetch_first
 
 _rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True), Column("value", Text))
 _BY_ID = HotQuery(select(_rows).where(_rows.c.id == bindparam("row_id")))
+_SLEEP = HotQuery(select(func.pg_sleep(bindparam("seconds"))))
 
 
 class RowsUnitOfWork(UnitOfWork):
@@ -116,6 +120,73 @@ async def test_a_connection_lost_after_the_last_statement_keeps_the_result(
     async with RowsUnitOfWork(engine).autocommit() as uow:
         await _insert(uow, "after")  # the pool has recovered
     assert await _values(engine) == ["after"]
+
+
+async def _sessions_open(url: str) -> int:
+    libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    async with await psycopg.AsyncConnection.connect(libpq_url) as connection:
+        cursor = await connection.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def _hold_connections(engine: AsyncEngine, count: int, seconds: float) -> None:
+    """`count` units of work at once, so that many connections, each running a hot and a
+    SQLAlchemy statement: afterwards the pool's connections have the hot one prepared.
+
+    psycopg honours a cancellation that lands while it prepares a statement only once the
+    statement has run: harmless for hot statements (milliseconds), but the 10 s sleep
+    below must be cancellable."""
+
+    async def hold() -> None:
+        async with RowsUnitOfWork(engine).autocommit() as uow:
+            await fetch_first(uow.connection, _SLEEP, {"seconds": seconds})
+            await uow.connection.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+
+    await asyncio.gather(*(hold() for _ in range(count)))
+
+
+async def test_closing_while_handlers_are_cancelled_leaves_no_connection_open(
+    make_database: MakeDatabase,
+) -> None:
+    # A server stopped without grace: its handlers are cancelled mid-statement, and the
+    # service closes its engine at once, before they have handed their connections back.
+    url = make_database("platform_uow_close")
+    engine = build_engine(url, pool_size=6, statement_timeout_ms=10_000)
+    await _hold_connections(engine, 6, seconds=0.1)
+    busy = 0
+
+    async def handler(hot: bool) -> None:
+        nonlocal busy
+        async with RowsUnitOfWork(engine).autocommit() as uow:
+            busy += 1
+            if hot:
+                await fetch_first(uow.connection, _SLEEP, {"seconds": 10})
+            else:
+                await uow.connection.execute(text("SELECT pg_sleep(10)"))
+
+    handlers = [asyncio.create_task(handler(hot=i % 2 == 0)) for i in range(6)]
+    for _ in range(500):
+        if busy == len(handlers):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # every statement sent
+    for task in handlers:
+        task.cancel()
+    await dispose_engine(engine)
+    await asyncio.gather(*handlers, return_exceptions=True)
+    gc.collect()  # a connection stranded outside the pool would be dropped here, open
+
+    # The server notices closed sessions a moment after the client closes them.
+    for _ in range(100):
+        if await _sessions_open(url) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await _sessions_open(url) == 0
 
 
 # ---- hot statements ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from types import TracebackType
@@ -51,6 +52,26 @@ def build_engine(url: str, *, pool_size: int, statement_timeout_ms: int) -> Asyn
     )
 
 
+# How long closing a service waits for its units of work to hand their connections back.
+RETURN_WAIT_SECONDS = 5.0
+_RETURN_POLL_SECONDS = 0.01
+
+
+async def dispose_engine(engine: AsyncEngine, *, wait_seconds: float = RETURN_WAIT_SECONDS) -> None:
+    """Closes `engine`'s connections once the checked-out ones are back in the pool.
+
+    A server stopped without grace cancels its handlers, and they hand their connections
+    back a moment later, after their rollback. Disposing before then leaves those
+    connections in a pool nobody closes: the garbage collector drops them still open.
+    """
+    checked_out = getattr(engine.pool, "checkedout", lambda: 0)
+    for _ in range(round(wait_seconds / _RETURN_POLL_SECONDS)):
+        if checked_out() == 0:
+            break
+        await asyncio.sleep(_RETURN_POLL_SECONDS)
+    await engine.dispose()
+
+
 class UnitOfWork(ABC):
     """One transaction around one use case.
 
@@ -90,6 +111,11 @@ class UnitOfWork(ABC):
         except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as error:
             await self._close()
             raise DatabaseUnavailable() from error
+        except BaseException:
+            # Cancelled (the caller went away) between checkout and BEGIN: no __aexit__
+            # will run, so the connection goes back to the pool here or never.
+            await self._close()
+            raise
         self.bind(self._connection)
         return self
 

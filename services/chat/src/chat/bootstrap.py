@@ -25,7 +25,7 @@ from medstation_llm.registry import ModelRegistry
 from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
 from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
-from medstation_platform.db import build_engine
+from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.pagination import PageTokenCodec
 from medstation_platform.pool_metrics import instrument_pool
 from medstation_platform.redis_connection import build_redis
@@ -71,7 +71,7 @@ class ChatService:
             await channel.close(grace=None)
         await self.models.aclose()
         await self.redis.aclose()
-        await self.engine.dispose()
+        await dispose_engine(self.engine)
 
 
 async def build(

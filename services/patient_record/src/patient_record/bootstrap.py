@@ -17,7 +17,7 @@ from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
 from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
 from medstation_platform.cache import CacheAside
-from medstation_platform.db import build_engine
+from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.outbox import OutboxRelay
 from medstation_platform.pagination import PageTokenCodec
 from medstation_platform.pool_metrics import instrument_pool
@@ -63,7 +63,7 @@ class PatientService:
         if self.user_channel is not None:
             await self.user_channel.close(grace=None)
         await self.redis.aclose()
-        await self.engine.dispose()
+        await dispose_engine(self.engine)
 
 
 async def build(

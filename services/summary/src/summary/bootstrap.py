@@ -22,7 +22,7 @@ from medstation_llm.registry import ModelRegistry
 from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
 from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
-from medstation_platform.db import build_engine
+from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.pagination import PageTokenCodec
 from medstation_platform.pool_metrics import instrument_pool
 from medstation_platform.redis_connection import build_redis
@@ -191,7 +191,7 @@ def _summaries(
     )
     instrument_engine(engine)
     instrument_pool(engine, registry)
-    resources.closers.append(engine.dispose)
+    resources.closers.append(lambda: dispose_engine(engine))
     redis = build_redis(settings.redis_url, timeout_seconds=settings.redis_timeout_seconds)
     resources.closers.append(redis.aclose)
     patient_channel = open_channel(settings.patient_service_addr, retryable_methods=READ_METHODS)

@@ -15,7 +15,7 @@ from medstation.user.v1 import user_service_pb2_grpc as pb_grpc
 from medstation_platform.auth.keys import CachedJwks
 from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
-from medstation_platform.db import build_engine
+from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.pagination import PageTokenCodec
 from medstation_platform.pool_metrics import instrument_pool
 from medstation_platform.redis_connection import build_redis
@@ -49,7 +49,7 @@ class UserService:
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.engine.dispose()
+        await dispose_engine(self.engine)
 
 
 async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_now) -> UserService:
