@@ -9,10 +9,11 @@ import pytest
 
 from medstation_llm.anthropic_model import AnthropicLanguageModel
 from medstation_llm.errors import ModelUnavailable
-from medstation_llm.http_transport import HttpTransport, RetryPolicy
+from medstation_llm.http_transport import HttpTransport
 from medstation_llm.model import LanguageModel
 from medstation_llm.ollama_model import OllamaLanguageModel
 from medstation_llm.openai_model import OpenAiLanguageModel
+from medstation_llm.retry_policy import RetryPolicy
 from medstation_llm.types import ChatRequest, ChatTurn
 
 REQUEST = ChatRequest("m", (ChatTurn("user", "hello"),), timeout_seconds=5)

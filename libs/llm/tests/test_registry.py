@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
 from devstack.fake_llm import OPENAI_PATH, FakeLlmServer
+from libs.llm.tests.conftest import API_KEY
 from medstation_llm.errors import ModelNotConfigured
 from medstation_llm.offline_chat import OfflineLanguageModel
 from medstation_llm.offline_summary import OfflineSummarizer
@@ -88,6 +91,24 @@ async def test_remote_summary_asks_for_the_sections_with_the_dated_chart(
     assert "--- Note of 2024-11-12 ---" in user["content"]
     assert "--- Note of 2024-11-05 ---" in user["content"]
     assert user["content"].index("2024-11-12") < user["content"].index("2024-11-05")
+
+
+async def test_remote_calls_join_the_callers_trace_without_their_bodies(
+    registry: ModelRegistry,
+    pneumonia_chart: PatientChart,
+    recorded_spans: InMemorySpanExporter,
+) -> None:
+    recorded_spans.clear()
+    with trace.get_tracer(__name__).start_as_current_span("summary.job process") as job:
+        await registry.summarizer(OPENAI, "gpt-test").summarize(pneumonia_chart, timeout_seconds=10)
+
+    [call] = [span for span in recorded_spans.get_finished_spans() if span.name == "POST"]
+    assert call.kind == trace.SpanKind.CLIENT
+    assert call.parent is not None
+    assert call.parent.span_id == job.get_span_context().span_id
+    recorded = str(dict(call.attributes or {}))
+    assert "pneumonia" not in recorded.lower()
+    assert API_KEY not in recorded
 
 
 async def test_aclose_closes_the_clients(registry: ModelRegistry) -> None:

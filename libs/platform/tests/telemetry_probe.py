@@ -25,7 +25,11 @@ from medstation_platform.db import build_engine
 from medstation_platform.logs import configure_logging
 from medstation_platform.redis_connection import build_redis
 from medstation_platform.rpc.server import ServiceBinding, start_server
-from medstation_platform.telemetry import configure_tracing, instrument_engine
+from medstation_platform.telemetry import (
+    configure_tracing,
+    instrument_engine,
+    instrument_http_client,
+)
 
 logger = logging.getLogger("probe")
 
@@ -47,6 +51,7 @@ class Probe:
         await self.redis.set(key, self.marker, ex=60)
         await self.redis.get(key)
         async with httpx.AsyncClient() as client:
+            instrument_http_client(client)
             await client.post(
                 self.http_url,
                 json={"messages": [{"role": "user", "content": self.marker}]},

@@ -24,12 +24,21 @@ def test_an_unknown_command_exits_saying_what_is_accepted(
         )  # fmt: skip
 
 
-def test_a_serving_process_never_loads_the_migration_tool() -> None:
-    # Alembic and Mako are ~10 MB of resident memory that only `migrate` needs.
-    probe = (
-        "import sys, medstation_platform.entrypoint, user.__main__, patient_record.__main__;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
-    )
+def test_a_serving_process_loads_neither_the_migration_tool_nor_an_http_client() -> None:
+    # Alembic and Mako (~10 MB of resident memory) only `migrate` needs; httpx (~8 MB with
+    # its tracing) only a process calling a remote language model.
+    probe = """
+import sys
+import chat.__main__, patient_record.__main__, summary.__main__, user.__main__
+from medstation_llm.registry import OFFLINE, OFFLINE_MODEL, ModelRegistry
+from medstation_llm.settings import LlmSettings
+from medstation_platform.telemetry import configure_tracing
+
+configure_tracing("probe")
+models = ModelRegistry(LlmSettings())
+models.language_model(OFFLINE), models.summarizer(OFFLINE, OFFLINE_MODEL)
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "httpx")))
+"""
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()

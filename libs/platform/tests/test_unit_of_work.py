@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -90,17 +88,6 @@ async def test_a_connection_used_statement_by_statement_returns_to_transactions(
         async with RowsUnitOfWork(engine) as uow:
             await _insert(uow, "rolled back")
     assert await _values(engine) == ["auto", "auto", "auto"]
-
-
-@pytest.fixture(scope="module")
-def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def _kill_backend(engine: AsyncEngine, uow: RowsUnitOfWork) -> None:
@@ -241,14 +228,14 @@ async def test_a_dead_connection_is_database_unavailable(engine: AsyncEngine) ->
 
 
 async def test_its_span_names_the_statement_never_the_values(
-    engine: AsyncEngine, spans: InMemorySpanExporter
+    engine: AsyncEngine, recorded_spans: InMemorySpanExporter
 ) -> None:
     await _seed(engine)
-    spans.clear()
+    recorded_spans.clear()
     with trace.get_tracer(__name__).start_as_current_span("request"):
         async with RowsUnitOfWork(engine).autocommit() as uow:
             await fetch_first(uow.connection, _BY_ID, {"row_id": 1})
-    [statement] = [span for span in spans.get_finished_spans() if span.name != "request"]
+    [statement] = [span for span in recorded_spans.get_finished_spans() if span.name != "request"]
     attributes = dict(statement.attributes or {})
     assert statement.name.startswith("SELECT ")
     assert statement.kind == trace.SpanKind.CLIENT

@@ -6,6 +6,8 @@
   all of them dropped at the end of the session.
 - `process_runner` / `session_process_runner`: start subprocesses that are always
   stopped, and whose log tails are printed when a test fails.
+- `recorded_spans`: every span this process finishes through the global tracer provider
+  (installed if none is); `clear()` it before the code under test runs (session).
 Helpers to import: `devstack.ports.free_port`, `devstack.health.wait_for_grpc_health`.
 """
 
@@ -17,6 +19,10 @@ import sys
 from collections.abc import Callable, Generator, Iterator
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devstack.health import wait_for_grpc_health, wait_for_grpc_health_async
 from devstack.ports import free_port
@@ -73,6 +79,17 @@ def make_database(postgres_admin_url: str) -> Iterator[MakeDatabase]:
     yield make
     for name in created:
         drop_database(postgres_admin_url, name, name)
+
+
+@pytest.fixture(scope="session")
+def recorded_spans() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter
 
 
 @pytest.fixture

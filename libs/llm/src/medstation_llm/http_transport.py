@@ -28,25 +28,12 @@ from typing import Any
 import httpx
 
 from medstation_llm.errors import ModelRejected, ModelTimeout, ModelUnavailable
-from medstation_llm.settings import LlmSettings
+from medstation_llm.retry_policy import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _LOGGED_DETAIL_CHARS = 300
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    timeout_seconds: float  # the longest any call may take; a request may ask for less
-    max_attempts: int
-    backoff_seconds: float
-
-    @classmethod
-    def from_settings(cls, settings: LlmSettings) -> RetryPolicy:
-        return cls(
-            settings.llm_timeout_seconds, settings.llm_max_attempts, settings.llm_backoff_seconds
-        )
 
 
 class HttpTransport:

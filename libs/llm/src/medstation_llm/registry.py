@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from medstation_llm.anthropic_model import AnthropicLanguageModel
 from medstation_llm.errors import ModelNotConfigured
-from medstation_llm.http_transport import HttpTransport, RetryPolicy
 from medstation_llm.metrics import (
     LlmMetrics,
     MeasuredLanguageModel,
@@ -18,8 +15,6 @@ from medstation_llm.metrics import (
 from medstation_llm.model import LanguageModel, Summarizer
 from medstation_llm.offline_chat import OfflineLanguageModel
 from medstation_llm.offline_summary import OfflineSummarizer
-from medstation_llm.ollama_model import OllamaLanguageModel
-from medstation_llm.openai_model import OpenAiLanguageModel
 from medstation_llm.prompted_summary import PromptedSummarizer
 from medstation_llm.providers import (
     ANTHROPIC,
@@ -29,6 +24,7 @@ from medstation_llm.providers import (
     OPENAI,
     PROVIDERS,
 )
+from medstation_llm.retry_policy import RetryPolicy
 from medstation_llm.settings import LlmSettings
 
 __all__ = [
@@ -47,8 +43,6 @@ CONFIGURED_BY = {
     OPENAI: "MEDSTATION_OPENAI_API_KEY",
     ANTHROPIC: "MEDSTATION_ANTHROPIC_API_KEY",
 }
-# Per provider: concurrent calls are bounded by the services' own concurrency anyway.
-_CONNECTION_LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=8)
 
 
 class ModelRegistry:
@@ -100,13 +94,12 @@ class ModelRegistry:
             raise ModelNotConfigured(
                 self._not_configured(provider), metadata={"provider": provider}
             )
+        # Imported on first use: a process serving only the offline models never loads
+        # httpx (see remote_models).
+        from medstation_llm.remote_models import remote_language_model
+
         base_url, key = endpoint
-        transport = HttpTransport(provider, _client(base_url), self._policy)
-        if provider == OPENAI:
-            return OpenAiLanguageModel(transport, key)
-        if provider == ANTHROPIC:
-            return AnthropicLanguageModel(transport, key)
-        return OllamaLanguageModel(transport)
+        return remote_language_model(provider, base_url, key, self._policy)
 
     def _endpoint(self, provider: str) -> tuple[str, str] | None:
         """(base URL, API key) when `provider` is configured; Ollama needs no key."""
@@ -135,8 +128,3 @@ class ModelRegistry:
 
 def _secret(value: SecretStr | None) -> str:
     return value.get_secret_value().strip() if value is not None else ""
-
-
-def _client(base_url: str) -> httpx.AsyncClient:
-    # Each call sets its own timeout from its budget; this default only guards misuse.
-    return httpx.AsyncClient(base_url=base_url, timeout=60.0, limits=_CONNECTION_LIMITS)

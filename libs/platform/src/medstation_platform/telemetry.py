@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import Resource
@@ -30,13 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from medstation_platform.redaction import redact
 
+if TYPE_CHECKING:
+    import httpx
+
 # Health probes every second would drown real traces; reflection is a tool's, not a user's.
 INFRASTRUCTURE_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
 _EXCLUDED_SERVICES_VARIABLE = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
 
 
 def configure_tracing(default_service_name: str) -> TracerProvider:
-    """Install the tracer provider and the gRPC, Redis and HTTP client instrumentation.
+    """Install the tracer provider and the gRPC and Redis instrumentation.
 
     The SDK reads the standard variables: OTEL_SERVICE_NAME (default: the process's own
     name) and OTEL_RESOURCE_ATTRIBUTES name the process; OTEL_TRACES_SAMPLER/_ARG pick
@@ -56,9 +59,20 @@ def configure_tracing(default_service_name: str) -> TracerProvider:
     GrpcAioInstrumentorServer().instrument()
     GrpcAioInstrumentorClient().instrument()
     RedisInstrumentor().instrument()
-    # Every httpx client, the language-model adapters' included.
-    HTTPXClientInstrumentor().instrument()
+    # HTTP clients are traced one by one (instrument_http_client): instrumenting httpx
+    # here would load it, ~8 MB, into every process, most of which never send HTTP.
     return provider
+
+
+def instrument_http_client(client: httpx.AsyncClient) -> None:
+    """Spans for every request `client` sends, joined to the current trace.
+
+    Request and response bodies are never recorded, and the URL carries no secret (API
+    keys travel in headers, which are not recorded either).
+    """
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    HTTPXClientInstrumentor.instrument_client(client)
 
 
 @contextmanager
