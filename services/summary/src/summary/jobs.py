@@ -73,7 +73,9 @@ async def process_job(summaries: Summaries, job_id: str) -> Outcome:
 async def _claim(summaries: Summaries, job_id: str) -> ClaimedJob | None:
     now = summaries.clock()
     lease_until = now + timedelta(seconds=summaries.policy.job_lease_seconds)
-    async with summaries.unit_of_work() as uow:
+    # Each of a job's state changes is one statement: it commits on its own, with no
+    # BEGIN and COMMIT round trips (UnitOfWork.autocommit).
+    async with summaries.unit_of_work().autocommit() as uow:
         claimed = await uow.jobs.claim(
             job_id, now=now, lease_until=lease_until, max_attempts=summaries.policy.job_max_attempts
         )
@@ -117,7 +119,7 @@ async def _summarize_for_creator(
 
 
 async def _succeeded(summaries: Summaries, claimed: ClaimedJob, summary: Summary) -> Outcome:
-    async with summaries.unit_of_work() as uow:
+    async with summaries.unit_of_work().autocommit() as uow:
         done = await uow.jobs.succeed(
             claimed.job.id, claimed.attempt, summary_id=summary.id, now=summaries.clock()
         )
@@ -173,7 +175,7 @@ async def _renew_until_cancelled(summaries: Summaries, claimed: ClaimedJob) -> N
         await asyncio.sleep(lease / 3)
         lease_until = summaries.clock() + timedelta(seconds=lease)
         try:
-            async with summaries.unit_of_work() as uow:
+            async with summaries.unit_of_work().autocommit() as uow:
                 held = await uow.jobs.renew(
                     claimed.job.id, claimed.attempt, lease_until=lease_until
                 )

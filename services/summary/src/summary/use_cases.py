@@ -104,7 +104,7 @@ async def list_summaries(
     after = _decode_cursor(summaries.page_tokens, scope, page.page_token)
     timeout = outgoing_timeout(summaries.policy.patient_timeout_seconds)
     await summaries.patients.check_visible(caller, patient_id, timeout_seconds=timeout)
-    async with summaries.unit_of_work() as uow:
+    async with summaries.unit_of_work().autocommit() as uow:
         rows = await uow.summaries.list_page(patient_id, after=after, limit=limit + 1)
     if len(rows) <= limit:
         return Page(rows, "")
@@ -125,7 +125,7 @@ async def summary_of(summaries: Summaries, chart: Chart, budget: Budget) -> Summ
     age = age_on(chart.date_of_birth, now.date())
     writer = summaries.summarizer
     key = fingerprint(chart, age=age, provider=writer.provider, model=writer.model)
-    async with summaries.unit_of_work() as uow:
+    async with summaries.unit_of_work().autocommit() as uow:  # reads only
         stored = await uow.summaries.find(chart.patient_id, key)
     if stored is not None:
         return stored
@@ -243,7 +243,7 @@ async def enqueue(summaries: Summaries, job: QueuedJob) -> bool:
         logger.warning("job not enqueued, left to the reconciler: %s", error, extra={"job": job.id})
         return False
     try:
-        async with summaries.unit_of_work() as uow:
+        async with summaries.unit_of_work().autocommit() as uow:  # one statement
             await uow.jobs.set_stream_entry(job.id, entry_id)
             await uow.commit()
     except errors.Unavailable:
@@ -253,7 +253,7 @@ async def enqueue(summaries: Summaries, job: QueuedJob) -> bool:
 
 
 async def _visible_job(summaries: Summaries, caller: Principal, job_id: str) -> SummaryJob:
-    async with summaries.unit_of_work() as uow:
+    async with summaries.unit_of_work().autocommit() as uow:  # reads only
         job = await uow.jobs.get(job_id)
     if job is None:
         raise SummaryJobNotFound()
