@@ -14,6 +14,7 @@ from typing import Any
 import uvloop
 
 from medstation_platform.logs import configure_logging
+from medstation_platform.memory import return_freed_large_blocks
 from medstation_platform.settings import SettingsT, load_settings
 from medstation_platform.telemetry import configure_tracing
 
@@ -48,6 +49,7 @@ def run_command_line(
         upgrade_to_head(migrations, settings.database_url)
         return
     process_name, run = extra[argv[0]] if argv else (name, serve)
+    return_freed_large_blocks()
     configure_logging(process_name, settings.log_level)
     configure_tracing(process_name)  # before any server or channel exists, or they go untraced
     # uvloop: the event loop's own work (sockets, callbacks, timers) is a large share of
