@@ -21,9 +21,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
+from medstation_platform.auth.keys import CachedJwks
+from medstation_platform.auth.tokens import TokenVerifier
 from medstation_platform.db import build_engine
 from medstation_platform.logs import configure_logging
 from medstation_platform.redis_connection import build_redis
+from medstation_platform.rpc.runtime import build_pipeline
 from medstation_platform.rpc.server import ServiceBinding, start_server
 from medstation_platform.telemetry import (
     configure_tracing,
@@ -32,6 +35,13 @@ from medstation_platform.telemetry import (
 )
 
 logger = logging.getLogger("probe")
+
+
+async def _no_keys() -> bytes:
+    raise AssertionError("the probe's only method is public: no token is ever verified")
+
+
+_NO_TOKENS = TokenVerifier(CachedJwks(_no_keys), issuer="probe", audience="probe")
 
 
 class Probe:
@@ -82,11 +92,15 @@ class Probe:
 
 async def main(marker: str, database_url: str, redis_url: str, http_url: str) -> None:
     probe = Probe(marker, database_url, redis_url, http_url)
+    # The pipeline services run, which opens each call's server span; Echo needs no token.
+    pipeline = build_pipeline(
+        domain="probe", verifier=_NO_TOKENS, public_methods=["/probe.v1.Probe/Echo"]
+    )
     running = await start_server(
         host="127.0.0.1",
         port=0,
         bindings=[ServiceBinding("probe.v1.Probe", probe.register)],
-        interceptors=[],
+        interceptors=[pipeline],
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         echo = channel.unary_unary("/probe.v1.Probe/Echo", None, None)

@@ -14,7 +14,7 @@ from typing import Any
 import uvloop
 
 from medstation_platform.logs import configure_logging
-from medstation_platform.memory import return_freed_large_blocks
+from medstation_platform.memory import collect_garbage_for_throughput, return_freed_large_blocks
 from medstation_platform.settings import SettingsT, load_settings
 from medstation_platform.telemetry import configure_tracing
 
@@ -50,6 +50,7 @@ def run_command_line(
         return
     process_name, run = extra[argv[0]] if argv else (name, serve)
     return_freed_large_blocks()
+    collect_garbage_for_throughput()
     configure_logging(process_name, settings.log_level)
     configure_tracing(process_name)  # before any server or channel exists, or they go untraced
     # uvloop: the event loop's own work (sockets, callbacks, timers) is a large share of

@@ -17,7 +17,7 @@ failures to DatabaseUnavailable like the unit of work.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from opentelemetry import trace
@@ -72,9 +72,37 @@ async def execute(
 async def _run(
     connection: AsyncConnection, query: HotQuery, values: Mapping[str, object], *, fetch: bool
 ) -> Any | None:
-    parameters = query.bind(values)
     fairy = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
+    try:
+        return await run_on_driver(driver, query, values, fetch=fetch)
+    except DatabaseUnavailable as unavailable:
+        if driver.broken or driver.closed:
+            # What SQLAlchemy does when its own statement meets a dead connection: drop
+            # this one, and the pool's others, which predate the failure (a restart).
+            await connection.invalidate(_as_exception(unavailable.__cause__))
+            await connection.engine.dispose()
+        raise
+
+
+async def run_on_driver(
+    driver: psycopg.AsyncConnection[Any],
+    query: HotQuery,
+    values: Mapping[str, object],
+    *,
+    fetch: bool | Literal["all"],
+    traced: bool = True,
+) -> Any:
+    """Runs `query` on a psycopg connection: the first row (or None) when `fetch` is True,
+    every row when it is "all", nothing otherwise. Connection failures become
+    DatabaseUnavailable; constraint violations stay psycopg's own errors.
+
+    `traced=False` for statements that serve many requests at once (a group commit),
+    which record their own spans in each request's trace instead.
+    """
+    parameters = query.bind(values)
+    if not traced:
+        return await _execute(driver, query, parameters, fetch)
     info = driver.info
     with _tracer.start_as_current_span(
         f"{query.operation} {info.dbname}", kind=trace.SpanKind.CLIENT
@@ -90,14 +118,24 @@ async def _run(
                     "net.peer.port": info.port,
                 }
             )
-        try:
-            async with driver.cursor(row_factory=namedtuple_row) as cursor:
-                await cursor.execute(query.sql, parameters, prepare=True)
-                return await cursor.fetchone() if fetch else None
-        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
-            if driver.broken or driver.closed:
-                # What SQLAlchemy does when its own statement meets a dead connection: drop
-                # this one, and the pool's others, which predate the failure (a restart).
-                await connection.invalidate(error)
-                await connection.engine.dispose()
-            raise DatabaseUnavailable() from error
+        return await _execute(driver, query, parameters, fetch)
+
+
+async def _execute(
+    driver: psycopg.AsyncConnection[Any],
+    query: HotQuery,
+    parameters: dict[str, object],
+    fetch: bool | Literal["all"],
+) -> Any:
+    try:
+        async with driver.cursor(row_factory=namedtuple_row) as cursor:
+            await cursor.execute(query.sql, parameters, prepare=True)
+            if fetch == "all":
+                return await cursor.fetchall()
+            return await cursor.fetchone() if fetch else None
+    except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+        raise DatabaseUnavailable() from error
+
+
+def _as_exception(error: BaseException | None) -> Exception | None:
+    return error if isinstance(error, Exception) else None

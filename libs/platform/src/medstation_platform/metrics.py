@@ -4,10 +4,11 @@ What a MedStation process exposes on `MEDSTATION_METRICS_PORT` (`/metrics`):
 
 - RPCs: `grpc_server_handled_total{grpc_service, grpc_method, grpc_code}` (rate, and
   errors by status code) and `grpc_server_handling_seconds` (latency histogram);
-- the connection pool (`pool_metrics.instrument_pool`): `db_pool_size`,
-  `db_pool_checked_out_connections`, `db_pool_idle_connections`,
+- the connection pools (`pool_metrics.instrument_pool` and `instrument_statement_pool`):
+  `db_pool_size`, `db_pool_checked_out_connections`, `db_pool_idle_connections`,
   `db_pool_overflow_connections`, each by `pool`;
-- caches (`cache.CacheAside`): `cache_requests_total{cache, result=hit|miss|bypass}`;
+- group commits (`group_commit.GroupCommit`): `group_commit_batch_items{name}`, the
+  requests that shared each statement;
 - outboxes (`outbox.OutboxRelay`): `outbox_unpublished_events`,
   `outbox_oldest_unpublished_age_seconds`, `outbox_events_published_total`,
   `outbox_relay_errors_total`, each by `stream`;
@@ -35,9 +36,30 @@ class RpcMetrics:
     latency: Histogram
 
     def observe(self, method: str, code: str, seconds: float) -> None:
+        self.for_method(method).observe(code, seconds)
+
+    def for_method(self, method: str) -> MethodMetrics:
+        """One method's series, looked up once: `labels()` on every call costs more than
+        the observation itself."""
         service, _, name = method.lstrip("/").partition("/")
-        self.handled.labels(service, name, code).inc()
-        self.latency.labels(service, name).observe(seconds)
+        return MethodMetrics(self.handled, service, name, self.latency.labels(service, name))
+
+
+class MethodMetrics:
+    def __init__(self, handled: Counter, service: str, method: str, latency: Histogram) -> None:
+        self._handled = handled
+        self._service = service
+        self._method = method
+        self._latency = latency
+        self._handled_by_code: dict[str, Counter] = {}
+
+    def observe(self, code: str, seconds: float) -> None:
+        handled = self._handled_by_code.get(code)
+        if handled is None:
+            handled = self._handled.labels(self._service, self._method, code)
+            self._handled_by_code[code] = handled
+        handled.inc()
+        self._latency.observe(seconds)
 
 
 def build_rpc_metrics(registry: CollectorRegistry) -> RpcMetrics:

@@ -100,6 +100,33 @@ class OutboxEvent:
     payload: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row as it is inserted: the event with its id and trace context."""
+
+    event_id: str
+    event_type: str
+    partition_key: str
+    payload: Mapping[str, Any]
+    trace_context: dict[str, str] | None
+    created_at: datetime
+
+
+def outbox_row(event: OutboxEvent, *, now: datetime) -> OutboxRow:
+    """The row for `event`, carrying the current trace context (call it in the request's
+    own context), for statements that insert outbox rows themselves, many at a time."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return OutboxRow(
+        event_id=str(uuid.uuid4()),
+        event_type=event.event_type,
+        partition_key=event.partition_key,
+        payload=dict(event.payload),
+        trace_context=_current_trace_context(),
+        created_at=now,
+    )
+
+
 async def stage_event(
     connection: AsyncConnection, table: Table, event: OutboxEvent, *, now: datetime
 ) -> str:
@@ -110,20 +137,9 @@ async def stage_event(
     at insert: stage it after the write that locks its aggregate's row, so two events of
     one partition are ordered as their transactions commit.
     """
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware")
-    event_id = str(uuid.uuid4())
-    await connection.execute(
-        insert(table).values(
-            event_id=event_id,
-            event_type=event.event_type,
-            partition_key=event.partition_key,
-            payload=dict(event.payload),
-            trace_context=_current_trace_context(),
-            created_at=now,
-        )
-    )
-    return event_id
+    row = outbox_row(event, now=now)
+    await connection.execute(insert(table).values(**vars(row)))
+    return row.event_id
 
 
 def _current_trace_context() -> dict[str, str] | None:

@@ -1,4 +1,5 @@
-"""Prometheus gauges of a service's SQLAlchemy connection pool, read at scrape time.
+"""Prometheus gauges of a service's connection pools, read at scrape time: the
+SQLAlchemy engine's (transactions) and the statement pool's (single statements).
 
 A pool with every connection checked out and overflow in use is the usual first sign
 of a slow database or a leaked connection: requests then queue for `pool_timeout`
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -16,16 +18,63 @@ from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
+from medstation_platform.statement_pool import StatementPool
+
 _LABELS = ["pool"]
 
 
+class PoolReading(Protocol):
+    """What the gauges read of a pool, whichever library keeps it."""
+
+    def size(self) -> int: ...
+    def checked_out(self) -> int: ...
+    def idle(self) -> int: ...
+    def overflow(self) -> int: ...
+
+
+class _EnginePool:
+    def __init__(self, pool: QueuePool) -> None:
+        self._pool = pool
+
+    def size(self) -> int:
+        return self._pool.size()
+
+    def checked_out(self) -> int:
+        return self._pool.checkedout()
+
+    def idle(self) -> int:
+        return self._pool.checkedin()
+
+    def overflow(self) -> int:
+        # Negative while the pool has not opened all of its `size` connections yet.
+        return max(self._pool.overflow(), 0)
+
+
+class _StatementPoolReading:
+    def __init__(self, pool: StatementPool) -> None:
+        self._pool = pool
+
+    def size(self) -> int:
+        return self._pool.stats().get("pool_max", 0)
+
+    def checked_out(self) -> int:
+        stats = self._pool.stats()
+        return stats.get("pool_size", 0) - stats.get("pool_available", 0)
+
+    def idle(self) -> int:
+        return self._pool.stats().get("pool_available", 0)
+
+    def overflow(self) -> int:
+        return 0  # it never grows beyond its size
+
+
 class PoolCollector(Collector):
-    """The pools of one registry (a process may have more than one engine)."""
+    """The pools of one registry (a process may have more than one)."""
 
     def __init__(self) -> None:
-        self._pools: dict[str, QueuePool] = {}
+        self._pools: dict[str, PoolReading] = {}
 
-    def add(self, name: str, pool: QueuePool) -> None:
+    def add(self, name: str, pool: PoolReading) -> None:
         self._pools[name] = pool
 
     def collect(self) -> Iterator[Metric]:
@@ -47,10 +96,9 @@ class PoolCollector(Collector):
         )
         for name, pool in self._pools.items():
             size.add_metric([name], pool.size())
-            checked_out.add_metric([name], pool.checkedout())
-            idle.add_metric([name], pool.checkedin())
-            # Negative while the pool has not opened all of its `size` connections yet.
-            overflow.add_metric([name], max(pool.overflow(), 0))
+            checked_out.add_metric([name], pool.checked_out())
+            idle.add_metric([name], pool.idle())
+            overflow.add_metric([name], pool.overflow())
         yield from (size, checked_out, idle, overflow)
 
 
@@ -70,8 +118,19 @@ def instrument_pool(
     pool = engine.sync_engine.pool
     if not isinstance(pool, QueuePool):
         return
+    _collector(registry).add(name or engine.url.database or "default", _EnginePool(pool))
+
+
+def instrument_statement_pool(
+    statements: StatementPool, registry: CollectorRegistry, *, name: str
+) -> None:
+    """Report the statement pool on `registry`, labelled `pool=name`."""
+    _collector(registry).add(name, _StatementPoolReading(statements))
+
+
+def _collector(registry: CollectorRegistry) -> PoolCollector:
     collector = _collectors.get(registry)
     if collector is None:
         collector = _collectors[registry] = PoolCollector()
         registry.register(collector)
-    collector.add(name or engine.url.database or "default", pool)
+    return collector

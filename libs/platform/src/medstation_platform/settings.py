@@ -21,6 +21,9 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables metrics")
     database_url: str = Field(pattern=r"^postgresql\+psycopg://")
     database_pool_size: int = Field(default=10, ge=1, le=200)
+    # Autocommit connections for single statements (medstation_platform.statement_pool),
+    # beside the engine's pool for transactions.
+    database_statement_pool_size: int = Field(default=4, ge=1, le=200)
     database_statement_timeout_ms: int = Field(default=10_000, ge=100)
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^rediss?://")
     redis_timeout_seconds: float = Field(default=1.0, gt=0)

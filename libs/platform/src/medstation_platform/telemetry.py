@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.sdk.resources import Resource
@@ -39,7 +39,7 @@ _EXCLUDED_SERVICES_VARIABLE = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
 
 
 def configure_tracing(default_service_name: str) -> TracerProvider:
-    """Install the tracer provider and the gRPC and Redis instrumentation.
+    """Install the tracer provider and the gRPC client and Redis instrumentation.
 
     The SDK reads the standard variables: OTEL_SERVICE_NAME (default: the process's own
     name) and OTEL_RESOURCE_ATTRIBUTES name the process; OTEL_TRACES_SAMPLER/_ARG pick
@@ -56,7 +56,7 @@ def configure_tracing(default_service_name: str) -> TracerProvider:
         exporter = RedactingSpanExporter(OTLPSpanExporter())
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
-    GrpcAioInstrumentorServer().instrument()
+    # Server spans are opened by the RPC pipeline itself (medstation_platform.rpc.server_spans).
     GrpcAioInstrumentorClient().instrument()
     RedisInstrumentor().instrument()
     # HTTP clients are traced one by one (instrument_http_client): instrumenting httpx

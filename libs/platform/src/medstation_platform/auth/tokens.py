@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jwt
 
@@ -47,6 +48,13 @@ class RevocationChecker(Protocol):
     async def is_revoked(self, session_id: str) -> bool: ...
 
 
+@runtime_checkable
+class FollowedRevocations(RevocationChecker, Protocol):
+    """Revocations kept current by a task of their own (RedisRevocations)."""
+
+    async def follow(self, stopping: asyncio.Event) -> None: ...
+
+
 class TokenVerifier:
     def __init__(
         self,
@@ -78,6 +86,14 @@ class TokenVerifier:
             session_id=str(claims["sid"]),
             token=token,
         )
+
+    async def follow_revocations(self, stopping: asyncio.Event) -> None:
+        """Keeps the revocation list current until `stopping` is set: a background task
+        of every service that verifies tokens (run by medstation_platform.rpc.runtime)."""
+        if isinstance(self._revocations, FollowedRevocations):
+            await self._revocations.follow(stopping)
+        else:
+            await stopping.wait()
 
     @property
     def cached_tokens(self) -> int:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any
 
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from medstation_platform.auth.tokens import TokenVerifier
@@ -19,6 +20,7 @@ from medstation_platform.rpc.server import (
     serve_until_signalled,
     start_server,
 )
+from medstation_platform.rpc.server_spans import untraced_services
 from medstation_platform.settings import ServiceSettings
 from medstation_platform.validation import RequestValidator
 
@@ -34,6 +36,7 @@ def build_pipeline(
     verifier: TokenVerifier,
     public_methods: Collection[str],
     registry: CollectorRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ServerPipeline:
     metrics = None if registry is None else build_rpc_metrics(registry)
     return ServerPipeline(
@@ -43,6 +46,8 @@ def build_pipeline(
             public_methods=frozenset(public_methods),
             validator=RequestValidator(),
             metrics=metrics,
+            untraced_services=untraced_services(),
+            tracer_provider=tracer_provider,
         )
     )
 
@@ -95,7 +100,9 @@ async def run_service(
     )
     stopping = asyncio.Event()
     probe = ReadinessProbe(readiness, running.set_ready)
-    tasks = [asyncio.create_task(task(stopping)) for task in (*background, probe.run)]
+    # Every call checks revocation against the set this task keeps in memory.
+    own = (verifier.follow_revocations, probe.run)
+    tasks = [asyncio.create_task(task(stopping)) for task in (*background, *own)]
     try:
         await serve_until_signalled(
             running,
