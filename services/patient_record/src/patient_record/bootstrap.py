@@ -16,18 +16,18 @@ from medstation.patient.v1 import patient_service_pb2_grpc as pb_grpc
 from medstation_platform.auth.keys import CachedJwks, grpc_jwks_fetcher
 from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
-from medstation_platform.cache import CacheAside
 from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.outbox import OutboxRelay
 from medstation_platform.pagination import PageTokenCodec
-from medstation_platform.pool_metrics import instrument_pool
+from medstation_platform.pool_metrics import instrument_pool, instrument_statement_pool
 from medstation_platform.redis_connection import build_redis
 from medstation_platform.rpc.client import open_channel
 from medstation_platform.rpc.server import ServiceBinding
+from medstation_platform.statement_pool import StatementPool
 from medstation_platform.telemetry import instrument_engine
 from patient_record import tables
 from patient_record.grpc_api import SERVICE_NAME, PatientRecordServicer
-from patient_record.repository import PatientUnitOfWork
+from patient_record.repository import NoteInserts, PatientReads, PatientUnitOfWork
 from patient_record.settings import PatientSettings
 from patient_record.use_cases import Records
 
@@ -56,12 +56,16 @@ class PatientService:
     relay: OutboxRelay
     registry: CollectorRegistry
     engine: AsyncEngine
+    statements: StatementPool
     redis: Redis
     user_channel: grpc.aio.Channel | None
 
     async def close(self) -> None:
         if self.user_channel is not None:
             await self.user_channel.close(grace=None)
+        await self.records.reads.close()
+        await self.records.new_notes.close()
+        await self.statements.close()
         await self.redis.aclose()
         await dispose_engine(self.engine)
 
@@ -95,14 +99,17 @@ async def build(
     def unit_of_work() -> PatientUnitOfWork:
         return PatientUnitOfWork(engine)
 
+    statements = StatementPool(
+        settings.database_url,
+        size=settings.database_statement_pool_size,
+        statement_timeout_ms=settings.database_statement_timeout_ms,
+    )
+    await statements.open()
+    instrument_statement_pool(statements, registry, name="medstation_patient_statements")
     records = Records(
         unit_of_work=unit_of_work,
-        cache=CacheAside(
-            redis,
-            namespace="patient",
-            ttl_seconds=settings.patient_cache_ttl_seconds,
-            registry=registry,
-        ),
+        reads=PatientReads(statements, registry),
+        new_notes=NoteInserts(statements, registry),
         page_tokens=PageTokenCodec(settings.page_token_secret.get_secret_value().encode()),
         idempotency_secret=settings.idempotency_secret.get_secret_value().encode(),
         clock=clock,
@@ -128,6 +135,7 @@ async def build(
         relay=relay,
         registry=registry,
         engine=engine,
+        statements=statements,
         redis=redis,
         user_channel=user_channel,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -279,36 +278,6 @@ def resolve_note_time(given: datetime | None, *, now: datetime) -> datetime:
 
 
 # ---- the cached form of a patient ----
-
-
-def patient_to_json(patient: Patient) -> str:
-    return json.dumps(
-        {
-            "id": patient.id,
-            "name": patient.name,
-            "date_of_birth": patient.date_of_birth.isoformat(),
-            "sex": patient.sex,
-            "mrn": patient.mrn,
-            "care_team": list(patient.care_team),
-            "created_at": patient.created_at.isoformat(),
-            "updated_at": patient.updated_at.isoformat(),
-        },
-        separators=(",", ":"),
-    )
-
-
-def patient_from_json(text: str) -> Patient:
-    data = json.loads(text)
-    return Patient(
-        id=data["id"],
-        name=data["name"],
-        date_of_birth=date.fromisoformat(data["date_of_birth"]),
-        sex=data["sex"],
-        mrn=data["mrn"],
-        care_team=tuple(data["care_team"]),
-        created_at=datetime.fromisoformat(data["created_at"]),
-        updated_at=datetime.fromisoformat(data["updated_at"]),
-    )
 
 
 # ---- errors ----

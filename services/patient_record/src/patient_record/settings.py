@@ -13,8 +13,6 @@ class PatientSettings(ServiceSettings):
         default="postgresql+psycopg://medstation_patient@127.0.0.1:5432/medstation_patient",
         pattern=r"^postgresql\+psycopg://",
     )
-    # Short: the cache only saves a read, and every write invalidates it anyway.
-    patient_cache_ttl_seconds: int = Field(default=60, ge=1, le=3600)
     events_stream: str = Field(default="medstation.patient.events", min_length=1)
     # The PostgreSQL advisory lock that lets one replica at a time relay the outbox.
     outbox_relay_lock_id: int = 52_052

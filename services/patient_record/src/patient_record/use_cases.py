@@ -12,10 +12,10 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from medstation_platform import errors
 from medstation_platform.auth.principal import Principal
@@ -43,21 +43,19 @@ from patient_record.domain import (
     parse_date_of_birth,
     parse_order_by,
     patient_deleted,
-    patient_from_json,
-    patient_to_json,
     patient_updated,
     resolve_note_time,
 )
-from patient_record.repository import AuditQuery, PatientQuery, PatientUnitOfWork
+from patient_record.repository import (
+    AuditQuery,
+    NoteInserts,
+    PatientQuery,
+    PatientReads,
+    PatientUnitOfWork,
+)
 
 T = TypeVar("T")
 V = TypeVar("V")
-Loader = Callable[[], Awaitable[str | None]]
-
-
-class PatientCache(Protocol):
-    async def read(self, key: str, load: Loader) -> str | None: ...
-    async def invalidate(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,11 @@ class Records:
     """The patient-record service's collaborators, built once by `bootstrap`."""
 
     unit_of_work: Callable[[], PatientUnitOfWork]
-    # Holds patient bodies only; who may read them is always decided by PostgreSQL.
-    cache: PatientCache
+    # The statements of the two busiest calls, GetPatient and CreateNote: each checks
+    # access and records the audit row in the statement that reads or writes, and each
+    # is shared by the concurrent requests that need it (a group commit).
+    reads: PatientReads
+    new_notes: NoteInserts
     page_tokens: PageTokenCodec
     idempotency_secret: bytes
     clock: Callable[[], datetime]
@@ -163,19 +164,11 @@ async def list_patients(
 
 
 async def get_patient(records: Records, principal: Principal, patient_id: str) -> Patient:
-    # Statement by statement: the one write is the audit row, recorded (and committed)
-    # by the statement that checks membership, before any of the record is read.
-    async with records.unit_of_work().autocommit() as uow:
-        # Membership is checked against PostgreSQL by the very statement that records
-        # the read; only then may the cache supply the body.
-        read = _audit(records, principal, Action.PATIENT_READ, patient_id)
-        if not await uow.audit.record_if_visible(read, viewer=_viewer(principal)):
-            raise PatientNotFound()
-        body = await records.cache.read(patient_id, lambda: _patient_json(uow, patient_id))
-        if body is None:  # deleted since the check; the audit row keeps the attempt
-            raise PatientNotFound()
-        await uow.commit()
-    return patient_from_json(body)
+    read = _audit(records, principal, Action.PATIENT_READ, patient_id)
+    patient = await records.reads.read_patient(read, viewer=_viewer(principal))
+    if patient is None:
+        raise PatientNotFound()
+    return patient
 
 
 async def update_patient(
@@ -198,8 +191,6 @@ async def update_patient(
             await uow.events.stage(patient_updated(patient, changed), now=now)
         await uow.audit.record([_audit(records, principal, Action.PATIENT_UPDATE, patient_id)])
         await uow.commit()
-    if changed:
-        await records.cache.invalidate(patient_id)
     return patient
 
 
@@ -219,7 +210,6 @@ async def delete_patient(records: Records, principal: Principal, patient_id: str
         # One event for the patient and its notes: consumers purge by patient.
         await uow.events.stage(patient_deleted(patient_id, len(note_ids), now), now=now)
         await uow.commit()
-    await records.cache.invalidate(patient_id)
 
 
 async def add_care_team_member(
@@ -275,8 +265,6 @@ async def _change_care_team(
             await uow.events.stage(patient_updated(patient, ["care_team"]), now=now)
         await uow.audit.record([_audit(records, principal, action, patient_id)])
         await uow.commit()
-    if changed:
-        await records.cache.invalidate(patient_id)
     return patient
 
 
@@ -300,8 +288,29 @@ async def create_note(
         note_time=resolve_note_time(details.note_time, now=now),
         created_at=now,
     )
-    given_time = "" if details.note_time is None else details.note_time.isoformat()
-    fingerprint = ["CreateNote", patient_id, note.content, given_time]
+    if request_id:
+        given_time = "" if details.note_time is None else details.note_time.isoformat()
+        fingerprint = ["CreateNote", patient_id, note.content, given_time]
+        return await _create_note_once(records, principal, note, request_id, fingerprint)
+    # PostgreSQL decides access in the statement that inserts the note with its audit
+    # row and its event, shared with the notes other requests create meanwhile.
+    audit = _audit(records, principal, Action.NOTE_CREATE, patient_id, note.id)
+    created = await records.new_notes.add(note, _viewer(principal), audit, note_created(note))
+    if not created:
+        raise PatientNotFound()
+    return note
+
+
+async def _create_note_once(
+    records: Records,
+    principal: Principal,
+    note: Note,
+    request_id: str,
+    fingerprint: list[str],
+) -> Note:
+    """CreateNote with an idempotency key: the key, the note, its audit row and its event
+    in one transaction, or the note the key made before."""
+    patient_id = note.patient_id
     async with records.unit_of_work() as uow:
         await _visible(uow, principal, patient_id)
         first = await _first_result(records, uow, principal, request_id, fingerprint, note.id)
@@ -315,7 +324,7 @@ async def create_note(
             await uow.audit.record(
                 [_audit(records, principal, Action.NOTE_CREATE, patient_id, note.id)]
             )
-            await uow.events.stage(note_created(note), now=now)
+            await uow.events.stage(note_created(note), now=note.created_at)
         await uow.commit()
     return note
 
@@ -424,11 +433,6 @@ async def _existing_note(uow: PatientUnitOfWork, patient_id: str, note_id: str) 
     if note is None:
         raise NoteNotFound()
     return note
-
-
-async def _patient_json(uow: PatientUnitOfWork, patient_id: str) -> str | None:
-    patient = await uow.patients.get(patient_id, viewer=None)
-    return None if patient is None else patient_to_json(patient)
 
 
 def _audit(

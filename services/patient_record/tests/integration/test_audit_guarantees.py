@@ -3,6 +3,7 @@ audit event was written, and no session, not even a replication one, edits the t
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -62,7 +63,6 @@ async def test_reads_fail_without_data_when_their_audit_event_cannot_be_written(
     doctor = client.clinician()
     patient = await client.create_patient(doctor)
     note = await client.create_note(doctor, patient.id)
-    # A first read warms the cache: a cached read must be refused all the same.
     await stub.GetPatient(pb.GetPatientRequest(id=patient.id), metadata=doctor.metadata)
 
     await refuse_audit_of(doctor)
@@ -119,6 +119,57 @@ async def test_a_refused_audit_event_leaves_other_callers_alone(
         stub.GetPatient(pb.GetPatientRequest(id=patient.id), metadata=other.metadata)
     )
     assert missing.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reads_sharing_a_statement_fail_only_for_the_refused_caller(
+    client: PatientClient, stub: PatientRecordServiceAsyncStub, refuse_audit_of: RefuseAudit
+) -> None:
+    """Concurrent reads share one audit statement (a group commit): a row PostgreSQL
+    refuses must fail its own read, never the reads it was batched with."""
+    doctor, refused = client.clinician(), client.clinician()
+    patient = await client.create_patient(doctor)
+    await client.add_member(doctor, patient.id, refused.user_id)
+    await refuse_audit_of(refused)
+    get = pb.GetPatientRequest(id=patient.id)
+
+    calls = [stub.GetPatient(get, metadata=c.metadata) for c in [doctor, refused] * 20]
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+
+    assert all(isinstance(o, pb.Patient) for o in outcomes[0::2])
+    refused_codes = {o.code() for o in outcomes[1::2] if isinstance(o, grpc.aio.AioRpcError)}
+    assert refused_codes == {grpc.StatusCode.INTERNAL}
+    assert len([o for o in outcomes[1::2] if isinstance(o, grpc.aio.AioRpcError)]) == 20
+
+
+async def test_notes_sharing_a_statement_are_kept_but_the_refused_callers(
+    client: PatientClient, stub: PatientRecordServiceAsyncStub, refuse_audit_of: RefuseAudit
+) -> None:
+    """Concurrent notes share one statement too: the refused caller's notes are not
+    stored, and the others' are, each with its audit event."""
+    doctor, refused, admin = client.clinician(), client.clinician(), client.admin()
+    patient = await client.create_patient(doctor)
+    await client.add_member(doctor, patient.id, refused.user_id)
+    await refuse_audit_of(refused)
+
+    authors = [doctor, refused] * 10
+    outcomes = await asyncio.gather(
+        *(
+            client.create_note(author, patient.id, f"S: note {n}")
+            for n, author in enumerate(authors)
+        ),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(o, pb.Note) for o in outcomes[0::2])
+    assert all(isinstance(o, grpc.aio.AioRpcError) for o in outcomes[1::2])
+    notes = await stub.ListNotes(
+        pb.ListNotesRequest(patient_id=patient.id, page_size=100), metadata=doctor.metadata
+    )
+    assert {note.author_id for note in notes.notes} == {doctor.user_id}
+    assert len(notes.notes) == 10
+    trail = await client.audit_trail(admin, patient_id=patient.id)
+    created = [event for event in trail if event.action == "note.create"]
+    assert {event.note_id for event in created} == {note.id for note in notes.notes}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from medstation.patient.v1 import patient_service_pb2 as pb
@@ -20,13 +19,15 @@ from services.patient_record.tests.integration.patient_client import PatientClie
 async def test_audit_events_record_the_callers_trace_id(
     service: bootstrap.PatientService, issuer: TokenIssuer
 ) -> None:
-    # The same server-side tracing the service gets from configure_tracing, kept local.
-    tracing = aio_server_interceptor(tracer_provider=TracerProvider())
+    # The pipeline opens each call's server span, here on a provider of the test's own.
     pipeline = build_pipeline(
-        domain=bootstrap.DOMAIN, verifier=service.verifier, public_methods=PUBLIC_METHODS
+        domain=bootstrap.DOMAIN,
+        verifier=service.verifier,
+        public_methods=PUBLIC_METHODS,
+        tracer_provider=TracerProvider(),
     )
     running = await start_server(
-        host="127.0.0.1", port=0, bindings=[service.binding], interceptors=[tracing, pipeline]
+        host="127.0.0.1", port=0, bindings=[service.binding], interceptors=[pipeline]
     )
     trace_id = secrets.token_hex(16)
     traceparent = (("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01"),)

@@ -10,7 +10,12 @@ import pytest
 from medstation_platform.auth.principal import Principal
 from medstation_platform.pagination import PageTokenCodec
 from patient_record.use_cases import Records
-from services.patient_record.tests.unit.fakes import FakeCache, FakeDatabase, FixedClock
+from services.patient_record.tests.unit.fakes import (
+    FakeDatabase,
+    FakeNoteInserts,
+    FakePatientReads,
+    FixedClock,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -31,15 +36,11 @@ def database() -> FakeDatabase:
 
 
 @pytest.fixture
-def cache() -> FakeCache:
-    return FakeCache()
-
-
-@pytest.fixture
-def records(database: FakeDatabase, cache: FakeCache, clock: FixedClock) -> Records:
+def records(database: FakeDatabase, clock: FixedClock) -> Records:
     return Records(
         unit_of_work=database.unit_of_work,
-        cache=cache,
+        reads=FakePatientReads(database),
+        new_notes=FakeNoteInserts(database),
         page_tokens=PageTokenCodec(b"unit-test-page-token-secret"),
         idempotency_secret=b"unit-test-idempotency-secret",
         clock=clock,

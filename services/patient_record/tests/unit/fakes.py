@@ -1,5 +1,5 @@
-"""In-memory stand-ins for the patient-record service's I/O: the unit of work, the cache,
-the clock.
+"""In-memory stand-ins for the patient-record service's I/O: the unit of work, the
+group-committed statements of GetPatient and CreateNote, the clock.
 
 The fake repositories subclass the real ones so mypy holds them to the same method
 signatures; they never touch the connection the real ones would use.
@@ -29,12 +29,13 @@ from patient_record.repository import (
     AuditRepository,
     EventOutbox,
     IdempotencyRepository,
+    NoteInserts,
     NoteRepository,
     PatientQuery,
+    PatientReads,
     PatientRepository,
     PatientUnitOfWork,
 )
-from patient_record.use_cases import Loader
 
 # Stands in for pg_trgm: close enough to tell a typo from another name.
 _MATCH_THRESHOLD = 0.5
@@ -235,24 +236,45 @@ class FakeUnitOfWork(StagedUnitOfWork[Tables], PatientUnitOfWork):
         self.events = FakeOutbox(tables)
 
 
-class FakeCache:
-    """Cache-aside in a dict; keeps what it was asked to invalidate."""
+class FakePatientReads(PatientReads):
+    """GetPatient's statement on the committed tables: each read is its own commit."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.invalidated: list[str] = []
+    def __init__(self, database: FakeDatabase) -> None:
+        self._database = database
 
-    async def read(self, key: str, load: Loader) -> str | None:
-        if key in self.values:
-            return self.values[key]
-        value = await load()
-        if value is not None:
-            self.values[key] = value
-        return value
+    async def read_patient(self, event: AuditEvent, *, viewer: str | None) -> Patient | None:
+        tables = self._database.committed.copy()
+        patient = tables.visible(event.patient_id, viewer)
+        if patient is not None:
+            tables.audit.append(event)
+            self._database.committed = tables
+            self._database.commits += 1
+        return patient
 
-    async def invalidate(self, key: str) -> None:
-        self.invalidated.append(key)
-        self.values.pop(key, None)
+    async def close(self) -> None:
+        return None
+
+
+class FakeNoteInserts(NoteInserts):
+    """CreateNote's statement on the committed tables: the note, its audit row and its
+    event in one commit, or nothing."""
+
+    def __init__(self, database: FakeDatabase) -> None:
+        self._database = database
+
+    async def add(self, note: Note, viewer: str | None, audit: AuditEvent, event: Event) -> bool:
+        tables = self._database.committed.copy()
+        if tables.visible(note.patient_id, viewer) is None:
+            return False
+        tables.notes[note.id] = note
+        tables.audit.append(audit)
+        tables.events.append(event)
+        self._database.committed = tables
+        self._database.commits += 1
+        return True
+
+    async def close(self) -> None:
+        return None
 
 
 class FixedClock:

@@ -106,7 +106,7 @@ async def test_admin_reads_are_recorded_like_anyone_elses(
     assert by_admin == [("patient.read", None), ("note.read", note.id)]
 
 
-async def test_cached_reads_are_recorded_too(
+async def test_every_read_is_recorded(
     records: Records, database: FakeDatabase, doctor: Principal
 ) -> None:
     patient = await samples.patient(records, doctor)

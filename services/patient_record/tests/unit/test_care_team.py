@@ -12,7 +12,7 @@ from patient_record import use_cases
 from patient_record.domain import LastCareTeamMember
 from patient_record.use_cases import Records
 from services.patient_record.tests.unit import samples
-from services.patient_record.tests.unit.fakes import FakeCache, FakeDatabase, FixedClock
+from services.patient_record.tests.unit.fakes import FakeDatabase, FixedClock
 
 
 async def test_the_creator_joins_the_care_team(records: Records, doctor: Principal) -> None:
@@ -56,7 +56,6 @@ async def test_the_last_member_cannot_be_removed(
 async def test_changes_that_change_nothing_are_not_events(
     records: Records,
     database: FakeDatabase,
-    cache: FakeCache,
     doctor: Principal,
     colleague: Principal,
 ) -> None:
@@ -67,13 +66,12 @@ async def test_changes_that_change_nothing_are_not_events(
 
     assert again == absent == patient
     assert database.committed.events == []
-    assert cache.invalidated == []
     actions = [event.action for event in database.committed.audit]
     assert actions == ["patient.create", "care_team.add", "care_team.remove"]
 
 
-async def test_membership_changes_invalidate_the_cached_patient(
-    records: Records, cache: FakeCache, doctor: Principal, colleague: Principal
+async def test_a_read_after_a_membership_change_shows_the_new_team(
+    records: Records, doctor: Principal, colleague: Principal
 ) -> None:
     patient = await samples.patient(records, doctor)
     await use_cases.get_patient(records, doctor, patient.id)
@@ -81,5 +79,4 @@ async def test_membership_changes_invalidate_the_cached_patient(
     await use_cases.add_care_team_member(records, doctor, patient.id, colleague.user_id)
     seen = await use_cases.get_patient(records, doctor, patient.id)
 
-    assert cache.invalidated == [patient.id]
     assert seen.care_team == (doctor.user_id, colleague.user_id)
