@@ -77,6 +77,8 @@ class GatewayOptions:
     admin_port: int = 9901
     jwt_issuer: str = "medstation"
     jwt_audience: str = "medstation-api"
+    # Verified tokens Envoy remembers per worker thread (a client's one token a session).
+    jwt_cache_size: int = 10_000
     otlp_endpoint: str | None = None  # "http://host:port" (OTLP/gRPC); None: no tracing
     service_name: str = "gateway"
     # Share of requests Envoy traces (never one whose caller's traceparent says unsampled).
