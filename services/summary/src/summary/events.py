@@ -9,6 +9,8 @@ chart from reusing an old summary; the flag tells an operator which ones no long
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from summary.domain import PatientEvent
 from summary.use_cases import Summaries
@@ -23,11 +25,23 @@ NOTE_DELETED = "note.deleted"
 _SUMMARIZED_FIELDS = frozenset({"date_of_birth", "sex"})
 
 
-async def handle_patient_event(summaries: Summaries, event: PatientEvent) -> None:
-    if event.event_type == PATIENT_DELETED:
-        await purge_patient(summaries, event)
-    elif event.event_type in (NOTE_CREATED, NOTE_DELETED) or _changes_summarized_fields(event):
-        await _mark_stale(summaries, event)
+async def handle_patient_events(summaries: Summaries, events: Sequence[PatientEvent]) -> None:
+    """A batch of events, in stream order: every staleness mark in one statement, then each
+    purge in its own transaction. Returns once all of it is committed (only then may the
+    batch be acknowledged); a failure leaves it to be delivered again, whole.
+
+    The marks may go first whatever the stream's order: a purge deletes every summary of
+    its patient and keeps new ones from being stored, so a mark of that patient before the
+    purge is moot and one after it finds nothing. A purged patient's marks are dropped.
+    """
+    purges = _first_deletions(events)
+    last_changes = _last_changes(events, purged=purges.keys())
+    if last_changes:
+        async with summaries.unit_of_work().autocommit() as uow:  # one statement
+            await uow.summaries.mark_stale(last_changes)
+            await uow.commit()
+    for deletion in purges.values():
+        await purge_patient(summaries, deletion)
 
 
 async def purge_patient(summaries: Summaries, event: PatientEvent) -> None:
@@ -45,10 +59,30 @@ async def purge_patient(summaries: Summaries, event: PatientEvent) -> None:
     )
 
 
-async def _mark_stale(summaries: Summaries, event: PatientEvent) -> None:
-    async with summaries.unit_of_work() as uow:
-        await uow.summaries.mark_stale(event.patient_id, changed_at=event.occurred_at)
-        await uow.commit()
+def _first_deletions(events: Sequence[PatientEvent]) -> dict[str, PatientEvent]:
+    """Each deleted patient's first deletion event; a repeat would change nothing."""
+    deletions: dict[str, PatientEvent] = {}
+    for event in events:
+        if event.event_type == PATIENT_DELETED:
+            deletions.setdefault(event.patient_id, event)
+    return deletions
+
+
+def _last_changes(
+    events: Sequence[PatientEvent], *, purged: Collection[str]
+) -> dict[str, datetime]:
+    """When each patient's summarized record last changed: a summary written before any of
+    the batch's changes was written before the last one, so that one time marks them all."""
+    last: dict[str, datetime] = {}
+    for event in events:
+        if event.patient_id not in purged and _changes_summary(event):
+            previous = last.get(event.patient_id, event.occurred_at)
+            last[event.patient_id] = max(previous, event.occurred_at)
+    return last
+
+
+def _changes_summary(event: PatientEvent) -> bool:
+    return event.event_type in (NOTE_CREATED, NOTE_DELETED) or _changes_summarized_fields(event)
 
 
 def _changes_summarized_fields(event: PatientEvent) -> bool:

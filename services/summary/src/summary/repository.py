@@ -15,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Select,
+    Update,
     Uuid,
     and_,
     delete,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -60,6 +62,29 @@ def summary_page_statement(
         statement = statement.where(tuple_(_summaries.c.generated_at, _summaries.c.id) < bound)
     order = (_summaries.c.generated_at.desc(), _summaries.c.id.desc())
     return statement.order_by(*order).limit(limit)
+
+
+def stale_marks_statement(last_changes: Mapping[str, datetime]) -> Update:
+    """Every summary of the given patients written at or before the patient's change, and
+    not flagged yet, flagged stale."""
+    changes = (
+        func.unnest(
+            literal(list(last_changes), ARRAY(_UUID)),
+            literal(list(last_changes.values()), ARRAY(_TIMESTAMP)),
+        )
+        .table_valued("patient_id", "changed_at")
+        .render_derived(name="changes")
+    )
+    outdated = (
+        select(_summaries.c.id)
+        .join(changes, _summaries.c.patient_id == changes.c.patient_id)
+        .where(_summaries.c.generated_at <= changes.c.changed_at, _summaries.c.stale.is_(False))
+        # Rows locked in one order (by id): two workers marking overlapping patients at once
+        # wait for each other instead of deadlocking. NO KEY: a job may reference the row.
+        .order_by(_summaries.c.id)
+        .with_for_update(of=_summaries, key_share=True)
+    )
+    return update(_summaries).where(_summaries.c.id.in_(outdated)).values(stale=True)
 
 
 def job_statement(job_id: str) -> Select[Any]:
@@ -163,18 +188,10 @@ class SummaryRepository:
         result = await self._connection.execute(summary_page_statement(patient_id, after, limit))
         return [_summary(row) for row in result]
 
-    async def mark_stale(self, patient_id: str, *, changed_at: datetime) -> int:
-        """Flags the summaries written before the patient's record changed."""
-        statement = (
-            update(_summaries)
-            .where(
-                _summaries.c.patient_id == patient_id,
-                _summaries.c.generated_at <= changed_at,
-                _summaries.c.stale.is_(False),
-            )
-            .values(stale=True)
-        )
-        return (await self._connection.execute(statement)).rowcount
+    async def mark_stale(self, last_changes: Mapping[str, datetime]) -> int:
+        """Flags, in one statement, each patient's summaries written before its record last
+        changed (`last_changes`: patient id → when)."""
+        return (await self._connection.execute(stale_marks_statement(last_changes))).rowcount
 
     async def delete_for_patient(self, patient_id: str) -> int:
         statement = delete(_summaries).where(_summaries.c.patient_id == patient_id)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -132,9 +131,8 @@ async def test_the_worker_joins_the_trace_of_the_request_that_queued_the_job(
     settings: SummarySettings,
     start_worker: StartWorker,
 ) -> None:
-    # The server-side tracing the service gets from configure_tracing, kept local.
-    tracing = aio_server_interceptor(tracer_provider=TracerProvider())
-    running = await serve_summary(settings, interceptors=[tracing])
+    # The pipeline continues the caller's trace; the job carries it to the worker.
+    running = await serve_summary(settings)
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))

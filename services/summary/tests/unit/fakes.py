@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -58,8 +58,9 @@ class Tables:
 
 
 class FakeSummaries(SummaryRepository):
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, stale_marks: list[dict[str, datetime]]) -> None:
         self._tables = tables
+        self._stale_marks = stale_marks
 
     async def find(self, patient_id: str, fingerprint: str) -> Summary | None:
         for summary in self._tables.summaries.values():
@@ -83,11 +84,12 @@ class FakeSummaries(SummaryRepository):
             rows = [s for s in rows if (s.generated_at, s.id) < after]
         return rows[:limit]
 
-    async def mark_stale(self, patient_id: str, *, changed_at: datetime) -> int:
+    async def mark_stale(self, last_changes: Mapping[str, datetime]) -> int:
+        self._stale_marks.append(dict(last_changes))
         marked = 0
         for summary in list(self._tables.summaries.values()):
-            earlier = summary.patient_id == patient_id and summary.generated_at <= changed_at
-            if earlier and not summary.stale:
+            changed_at = last_changes.get(summary.patient_id)
+            if changed_at is not None and summary.generated_at <= changed_at and not summary.stale:
                 self._tables.summaries[summary.id] = replace(summary, stale=True)
                 marked += 1
         return marked
@@ -240,6 +242,8 @@ class FakeDeletedPatients(DeletedPatients):
 class FakeDatabase(fake_database.FakeDatabase[Tables]):
     def __init__(self) -> None:
         super().__init__(Tables())
+        # Each mark_stale call's argument: one statement's worth of patients.
+        self.stale_marks: list[dict[str, datetime]] = []
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -249,8 +253,12 @@ class FakeDatabase(fake_database.FakeDatabase[Tables]):
 
 
 class FakeUnitOfWork(StagedUnitOfWork[Tables], SummaryUnitOfWork):
+    def __init__(self, database: FakeDatabase) -> None:
+        super().__init__(database)
+        self._stale_marks = database.stale_marks
+
     def bind_tables(self, tables: Tables) -> None:
-        self.summaries = FakeSummaries(tables)
+        self.summaries = FakeSummaries(tables, self._stale_marks)
         self.jobs = FakeJobs(tables)
         self.deleted_patients = FakeDeletedPatients(tables)
 
