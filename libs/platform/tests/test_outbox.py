@@ -4,6 +4,7 @@ import asyncio
 import json
 import secrets
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,12 +16,12 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import MetaData, Table, create_engine, event, pool, select, text
+from sqlalchemy import MetaData, Table, create_engine, pool, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.ports import free_port
@@ -31,10 +32,12 @@ from medstation_platform.outbox import (
     OutboxEvent,
     OutboxRelay,
     create_outbox_table,
+    outbox_row,
     outbox_table,
     stage_event,
 )
 from medstation_platform.redis_connection import build_redis
+from medstation_platform.telemetry import instrument_engine
 
 StreamEntries = list[tuple[str, dict[str, str]]]
 
@@ -380,32 +383,32 @@ async def _errors_counted(registry: CollectorRegistry) -> bool:
 
 
 async def test_the_relays_polling_is_not_traced(
-    database_url: str, redis: Redis, table: Table, stream: str, lock_id: int
+    database_url: str,
+    redis: Redis,
+    table: Table,
+    stream: str,
+    lock_id: int,
+    recorded_spans: InMemorySpanExporter,
 ) -> None:
     """Polls several times a second would bury every request's trace in one-span traces.
 
-    Every OpenTelemetry instrumentation (SQLAlchemy, Redis...) checks the same switch
-    before it makes a span; the relay's statements must all run with it off.
+    Every OpenTelemetry instrumentation (SQLAlchemy, Redis, our hot statements) checks
+    the same switch before it makes a span; the relay's work must all run with it off.
     """
     engine = build_engine(database_url, pool_size=2, statement_timeout_ms=5000)
-    traced: list[bool] = []
-
-    def record(*_: object) -> None:
-        traced.append(is_instrumentation_enabled())
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    instrument_engine(engine)
     try:
+        recorded_spans.clear()
         await _stage(engine, table, _event(1))
-        assert traced == [True]  # an ordinary statement would be traced
-        traced.clear()
+        assert recorded_spans.get_finished_spans()  # an ordinary statement is traced
+        recorded_spans.clear()
         relay = _relay(engine, redis, table, stream, lock_id, poll_interval_seconds=0.01)
         stopping = asyncio.Event()
         running = asyncio.ensure_future(relay.run(stopping))
         await _eventually(_stream_has_entries(redis, stream))
         stopping.set()
         await running
-        assert traced
-        assert not any(traced)
+        assert recorded_spans.get_finished_spans() == ()
     finally:
         await engine.dispose()
 
@@ -415,3 +418,39 @@ def _stream_has_entries(redis: Redis, stream: str) -> Callable[[], Awaitable[boo
         return bool(await _entries(redis, stream))
 
     return check
+
+
+def test_an_outbox_row_is_the_event_with_a_fresh_id_and_the_callers_trace_context() -> None:
+    payload: dict[str, Any] = {"n": 1}
+    event = OutboxEvent("patient.updated", "patient-1", payload)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    span = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span)))
+    try:
+        row = outbox_row(event, now=now)
+    finally:
+        otel_context.detach(token)
+    untraced = outbox_row(event, now=now)
+    payload["n"] = 2  # the request changing its dict later does not change the row
+
+    assert (row.event_type, row.partition_key, row.payload) == (
+        "patient.updated",
+        "patient-1",
+        {"n": 1},
+    )
+    assert row.created_at == now
+    assert row.trace_context == {
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    }
+    assert untraced.trace_context is None
+    assert str(uuid.UUID(row.event_id)) == row.event_id != untraced.event_id
+
+
+def test_an_outbox_row_needs_a_timezone_aware_time() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        outbox_row(_event(1), now=datetime(2026, 1, 2, 3, 4, 5))

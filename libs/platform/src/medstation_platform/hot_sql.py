@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import psycopg
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects.postgresql.psycopg import PGDialectAsync_psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,6 +61,14 @@ async def fetch_first(
     return await _run(connection, query, values, fetch=True)
 
 
+async def fetch_all(
+    connection: AsyncConnection, query: HotQuery, values: Mapping[str, object]
+) -> list[Any]:
+    """Every row (named tuples) of `query` run with `values`."""
+    rows: list[Any] = await _run(connection, query, values, fetch="all") or []
+    return rows
+
+
 async def execute(
     connection: AsyncConnection, query: HotQuery, values: Mapping[str, object]
 ) -> None:
@@ -70,7 +79,11 @@ async def execute(
 
 
 async def _run(
-    connection: AsyncConnection, query: HotQuery, values: Mapping[str, object], *, fetch: bool
+    connection: AsyncConnection,
+    query: HotQuery,
+    values: Mapping[str, object],
+    *,
+    fetch: bool | Literal["all"],
 ) -> Any | None:
     fairy = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = fairy.driver_connection  # type: ignore[assignment]
@@ -101,7 +114,9 @@ async def run_on_driver(
     which record their own spans in each request's trace instead.
     """
     parameters = query.bind(values)
-    if not traced:
+    # The switch every OpenTelemetry instrumentation honours: work that polls (an outbox
+    # relay) turns it off so its statements make no traces of their own.
+    if not traced or not is_instrumentation_enabled():
         return await _execute(driver, query, parameters, fetch)
     info = driver.info
     with _tracer.start_as_current_span(

@@ -34,20 +34,22 @@ from sqlalchemy import (
     Identity,
     Index,
     MetaData,
-    Row,
     Table,
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.schema import SchemaItem
+
+from medstation_platform.hot_sql import HotQuery, execute, fetch_all, fetch_first
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ class OutboxRelay:
         self._max_stream_length = max_stream_length
         self._backoff_max = max(retry_backoff_max_seconds, poll_interval_seconds)
         self._metrics = None if registry is None else _metrics_for(registry)
+        self._statements = _RelayStatements.of(table)
+        self._append_entries = redis.register_script(_APPEND_ENTRIES)
         self._lag_refreshed_at = float("-inf")
         self._failures = 0  # consecutive, for the backoff
 
@@ -194,7 +198,7 @@ class OutboxRelay:
         async with self._engine.connect() as connection, connection.begin():
             if not await self._try_lock(connection):
                 return 0
-            rows = await self._oldest_unpublished(connection)
+            rows = await fetch_all(connection, self._statements.oldest, {"limit": self._batch_size})
             if rows:
                 await self._publish(rows)
                 await self._mark_published(connection, [row.id for row in rows])
@@ -258,46 +262,25 @@ class OutboxRelay:
 
     async def _try_lock(self, connection: AsyncConnection) -> bool:
         # Transaction-scoped: released by commit, rollback, or the connection dying.
-        locked = await connection.scalar(select(func.pg_try_advisory_xact_lock(self._lock_id)))
-        return bool(locked)
+        row = await fetch_first(connection, _TRY_LOCK, {"lock_id": self._lock_id})
+        return bool(row is not None and row.locked)
 
-    async def _oldest_unpublished(self, connection: AsyncConnection) -> Sequence[Row[Any]]:
-        table = self._table
-        query = (
-            select(
-                table.c.id,
-                table.c.event_id,
-                table.c.event_type,
-                table.c.partition_key,
-                table.c.payload,
-                table.c.trace_context,
-                table.c.created_at,
-            )
-            .where(table.c.published_at.is_(None))
-            .order_by(table.c.id)
-            .limit(self._batch_size)
-        )
-        return (await connection.execute(query)).all()
-
-    async def _publish(self, rows: Sequence[Row[Any]]) -> None:
-        # MULTI/EXEC: one round trip, and a batch interrupted before EXEC adds nothing.
-        async with self._redis.pipeline(transaction=True) as pipeline:
-            for row in rows:
-                pipeline.xadd(
-                    self._stream,
-                    _stream_fields(row),
-                    maxlen=self._max_stream_length,
-                    approximate=True,
-                )
-            await pipeline.execute()
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        # One script call appends the whole batch: atomic like MULTI/EXEC, and one command
+        # for redis-py to pack where a pipeline packed one per event.
+        arguments: list[EncodableT] = [self._max_stream_length]
+        for row in rows:
+            fields = _stream_fields(row)
+            arguments.append(len(fields))
+            for name, value in fields.items():
+                arguments += [name, value]
+        await self._append_entries(keys=[self._stream], args=arguments)
 
     async def _mark_published(self, connection: AsyncConnection, ids: list[int]) -> None:
         # By id, never `id <= max`: a row with a smaller id whose transaction commits
         # while this batch is in flight was not published and must stay unpublished.
-        await connection.execute(
-            update(self._table)
-            .where(self._table.c.id.in_(ids))
-            .values(published_at=datetime.now(UTC))
+        await execute(
+            connection, self._statements.mark_published, {"ids": ids, "now": datetime.now(UTC)}
         )
 
     async def _refresh_lag_if_due(self) -> None:
@@ -325,7 +308,63 @@ class OutboxRelay:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311
 
 
-def _stream_fields(row: Row[Any]) -> dict[FieldT, EncodableT]:
+# KEYS[1] the stream; ARGV[1] its approximate maximum length; then each entry as its
+# field count followed by that many name, value pairs. Returns the entries' ids.
+_APPEND_ENTRIES = """
+local ids = {}
+local i = 2
+while i <= #ARGV do
+  local count = tonumber(ARGV[i])
+  local entry = {KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+  for j = i + 1, i + 2 * count do
+    entry[#entry + 1] = ARGV[j]
+  end
+  ids[#ids + 1] = redis.call('XADD', unpack(entry))
+  i = i + 1 + 2 * count
+end
+return ids
+"""
+_TRY_LOCK = HotQuery(select(func.pg_try_advisory_xact_lock(bindparam("lock_id")).label("locked")))
+
+
+@dataclass(frozen=True)
+class _RelayStatements:
+    """The relay's statements on its outbox table, compiled once (medstation_platform.hot_sql):
+    every poll runs them, and a batch's UPDATE would otherwise be a new statement for each
+    batch size."""
+
+    oldest: HotQuery
+    mark_published: HotQuery
+
+    @classmethod
+    def of(cls, table: Table) -> _RelayStatements:
+        columns = [
+            table.c[name]
+            for name in (
+                "id",
+                "event_id",
+                "event_type",
+                "partition_key",
+                "payload",
+                "trace_context",
+                "created_at",
+            )
+        ]
+        oldest = (
+            select(*columns)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(bindparam("limit"))
+        )
+        mark = (
+            update(table)
+            .where(table.c.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
+            .values(published_at=bindparam("now", type_=DateTime(timezone=True)))
+        )
+        return cls(HotQuery(oldest), HotQuery(mark))
+
+
+def _stream_fields(row: Any) -> dict[FieldT, EncodableT]:
     fields: dict[FieldT, EncodableT] = {
         "event_id": str(row.event_id),
         "event_type": row.event_type,
