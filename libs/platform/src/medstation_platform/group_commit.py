@@ -135,10 +135,6 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self.items_written += len(batch)
         if self._batch_items is not None:
             self._batch_items.observe(len(batch))
-        if self.batches_written % 2000 == 0:
-            logger.warning(
-                "group commit: %.2f per batch", self.items_written / self.batches_written
-            )
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():  # its caller may have given up
                 future.set_result((result, len(batch)))
