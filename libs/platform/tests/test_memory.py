@@ -54,3 +54,40 @@ def test_freed_large_blocks_leave_no_resident_memory() -> None:
 def test_without_it_glibc_keeps_them() -> None:
     # The control: what the setting prevents (8 threads x 19 MiB is 152 MiB).
     assert _growth_mib("default") > 50
+
+
+_GC_PROBE = """
+import gc, sys, weakref
+from medstation_platform.memory import collect_garbage_for_throughput
+
+class Node:
+    pass
+
+collect_garbage_for_throughput(*map(int, sys.argv[1:]))
+young, middle, oldest = gc.get_threshold()
+frozen = gc.get_freeze_count()
+node = Node()
+node.self = node  # a cycle: only the collector can free it
+alive = weakref.ref(node)
+del node
+gc.collect()
+print(young, middle, oldest, frozen, alive() is None)
+"""
+
+
+def _after_tuning(*young_threshold: int) -> list[str]:
+    argv = [sys.executable, "-c", _GC_PROBE, *map(str, young_threshold)]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_tuning_the_collector_freezes_the_start_up_objects_and_collects_rarely() -> None:
+    young, middle, oldest, frozen, cycle_freed = _after_tuning()
+
+    assert int(young) == 20_000  # instead of Python's 700
+    assert (int(middle), int(oldest)) == (10, 10)  # the older generations keep Python's
+    assert int(frozen) > 1000  # modules, classes, functions: out of the collector's sight
+    assert cycle_freed == "True"  # cyclic garbage made later is still collected
+
+
+def test_the_young_generation_threshold_can_be_chosen() -> None:
+    assert int(_after_tuning(5_000)[0]) == 5_000

@@ -1,3 +1,4 @@
+import asyncio
 import base64
 import json
 import time
@@ -185,3 +186,14 @@ def test_bearer_header_parsing() -> None:
         bearer_token(None)
     with pytest.raises(TokenInvalid):
         bearer_token("Basic abc")
+
+
+async def test_revocations_that_cannot_follow_leave_the_verifier_waiting_until_stopped() -> None:
+    stopping = asyncio.Event()
+    following = asyncio.create_task(_verifier(Revoked()).follow_revocations(stopping))
+    for _ in range(10):
+        await asyncio.sleep(0)  # turns of the loop: it must not return on its own
+
+    assert not following.done()
+    stopping.set()
+    await asyncio.wait_for(following, timeout=1)

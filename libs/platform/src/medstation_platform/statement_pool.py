@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
 
@@ -36,9 +37,21 @@ _CONNECT_TIMEOUT_SECONDS = 5
 
 
 def psycopg_conninfo(database_url: str) -> str:
-    """A `postgresql+psycopg://` SQLAlchemy URL as a libpq connection string."""
-    url = make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
+    """A `postgresql+psycopg://` SQLAlchemy URL as a libpq connection string.
+
+    Built from the URL's parts, not re-rendered as a URL: libpq would not decode a
+    percent-encoded space, say, in the password a URL carries.
+    """
+    url = make_url(database_url)
+    parts = {
+        "host": url.host,
+        "port": url.port,
+        "dbname": url.database,
+        "user": url.username,
+        "password": url.password,
+        **{key: value for key, value in url.query.items() if isinstance(value, str)},
+    }
+    return make_conninfo("", **{key: value for key, value in parts.items() if value is not None})
 
 
 class StatementPool:

@@ -110,7 +110,7 @@ class RedisRevocations:
                 if message is not None:
                     heard = now
                     if message["type"] == "message":
-                        self._remember(str(message["data"]).split())
+                        self._remember(_text(message["data"]).split())
                     elif message["type"] == "subscribe":
                         # redis-py reconnected and subscribed again by itself: what was
                         # announced in between never reached us, but Redis has it.
@@ -125,7 +125,7 @@ class RedisRevocations:
     async def _load(self) -> dict[str, float]:
         revoked: dict[str, float] = {}
         async for key in self._redis.scan_iter(match=_SESSION_PATTERN, count=_SCAN_BATCH):
-            revoked[str(key).removeprefix(_SESSION_PREFIX)] = time.monotonic() + self._retention
+            revoked[_text(key).removeprefix(_SESSION_PREFIX)] = time.monotonic() + self._retention
         return revoked
 
     def _remember(self, session_ids: Collection[str]) -> None:
@@ -146,3 +146,8 @@ async def _confirmed(pubsub: PubSub) -> None:
         if message is not None and message["type"] == "subscribe":
             return
     raise TimeoutError("no subscription confirmation from Redis")
+
+
+def _text(value: str | bytes) -> str:
+    """A reply as text, from clients built with or without `decode_responses`."""
+    return value.decode() if isinstance(value, bytes) else value
