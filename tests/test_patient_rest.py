@@ -102,7 +102,7 @@ def test_outsiders_get_404_everywhere_until_added_and_again_once_removed(
         f"/v1/patients/{patient['id']}/care-team/{outsider.id}", headers=doctor.headers
     )
     assert removed.status_code == 200
-    # Even right after a cached read, removal takes effect at once.
+    # Right after a read, too: every read checks access again, so removal takes effect at once.
     assert api.get(f"/v1/patients/{patient['id']}", headers=outsider.headers).status_code == 404
 
 

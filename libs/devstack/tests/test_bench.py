@@ -22,7 +22,7 @@ import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from devstack.bench import cpu, patient_cache, selection
+from devstack.bench import cpu, selection
 from devstack.bench.chat_data import LIMIT_VARIABLE, SendLimit, limit_too_low
 from devstack.bench.dataset import BenchData
 from devstack.bench.latency import LatencyHistogram
@@ -150,20 +150,6 @@ def test_named_tree_counts_exited_children_once(tmp_path: Path) -> None:
     assert cpu.named_tree_seconds("postgres", tmp_path)() == pytest.approx(550 / ticks)
 
 
-def test_cache_counters_are_read_from_prometheus_text() -> None:
-    text = (
-        "# TYPE cache_requests_total counter\n"
-        'cache_requests_total{cache="patient",result="hit"} 90.0\n'
-        'cache_requests_total{cache="patient",result="miss"} 10.0\n'
-        'cache_requests_total{cache="other",result="miss"} 500.0\n'
-    )
-    after = patient_cache.parse_cache_reads(text)
-    assert after == {"hit": 90.0, "miss": 10.0, "bypass": 0.0}
-    assert patient_cache.hit_ratio({"hit": 0.0, "miss": 0.0}, after) == pytest.approx(0.9)
-    assert patient_cache.hit_ratio(after, after) is None
-    assert patient_cache.hit_ratio(None, after) is None
-
-
 def test_unknown_scenarios_are_refused() -> None:
     assert [s.key for s in select(None)] == [s.key for s in SCENARIOS]
     assert [s.key for s in select(["send_message", "summary_jobs"])] == ["send_message"]
@@ -206,7 +192,7 @@ def test_this_process_is_found_by_its_listening_port() -> None:
 
 def _endpoints() -> Endpoints:
     return Endpoints(
-        "http://127.0.0.1:1", None, "127.0.0.1:2", "127.0.0.1:3", False, None, "pg", "redis",
+        "http://127.0.0.1:1", None, "127.0.0.1:2", "127.0.0.1:3", False, "pg", "redis",
         summary_addr="127.0.0.1:4", chat_addr="127.0.0.1:5", summary_worker_addr="127.0.0.1:6",
     )  # fmt: skip
 
@@ -335,13 +321,13 @@ def test_jobs_are_timed_by_their_own_timestamps() -> None:
 def _result(via: str, concurrency: int, ok: int, errors: int = 0) -> RunResult:
     stats = LoadStats(ok + errors, ok, errors, 10.0, 0.002, 0.02, {"UNAVAILABLE": errors})
     cpu_seconds = {"gateway": 0.5, "service": 2.0, "postgres": 1.0, "redis": 0.1}
-    return RunResult(SCENARIOS[0], via, concurrency, stats, cpu_seconds, 0, None)
+    return RunResult(SCENARIOS[0], via, concurrency, stats, cpu_seconds, 0)
 
 
 def _fresh_result(requests: int, batch: int) -> RunResult:
     fresh = next(s for s in SCENARIOS if s.fresh_summaries)
     stats = LoadStats(requests, requests, 0, 10.0, 0.01, 0.02)
-    return RunResult(fresh, "direct", 1, stats, {}, None, None, fresh_batch=batch)
+    return RunResult(fresh, "direct", 1, stats, {}, None, fresh_batch=batch)
 
 
 def test_fresh_summary_sections_say_when_a_run_outgrew_its_batch() -> None:
@@ -388,10 +374,26 @@ def test_document_keeps_sections_it_did_not_measure(tmp_path: Path) -> None:
     ]
     assert sections[f"{SCENARIO_PREFIX}ListPatients"] == "kept numbers"
     assert sections["Notes"] == "hand-written"
-    assert "| gateway · REST · wrk | 1 | 10.0 | - |" in sections[f"{SCENARIO_PREFIX}GetMe"]
+    get_me = sections[f"{SCENARIO_PREFIX}GetMe"]
+    assert "| path | conc | req/s | x ceiling | p50 ms | p99 ms | errors | 429s | CPU" in get_me
+    assert "| gateway · REST · wrk | 1 | 10.0 | - |" in get_me
     assert "`python -m devstack bench`" in sections[LATEST_RUN_HEADING]
     assert "| CPUs (nproc) | 2 |" in sections[LATEST_RUN_HEADING]
     assert path.read_text().startswith("# MedStation benchmarks")
+
+
+def test_sections_of_scenarios_the_bench_no_longer_has_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "benchmarks.md"
+    path.write_text(
+        "## Scenario: GetPatient (cache hit)\n\nretired numbers\n\n"
+        "## Scenario: ListPatients\n\nkept numbers\n\n"
+        "## Notes on GetPatient (cache hit)\n\nhand-written\n"
+    )
+    write_document(path, _report([]))
+    sections = dict(split_sections(path.read_text()))
+    assert f"{SCENARIO_PREFIX}GetPatient (cache hit)" not in sections
+    assert sections[f"{SCENARIO_PREFIX}ListPatients"] == "kept numbers"
+    assert sections["Notes on GetPatient (cache hit)"] == "hand-written"
 
 
 def test_document_gets_stream_and_job_tables(tmp_path: Path) -> None:

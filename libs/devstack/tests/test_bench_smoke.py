@@ -84,8 +84,6 @@ def smoke(bench_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "--envoy-admin", bench_stack.envoy_admin_url,
         "--user-addr", services["user"].address,
         "--patient-addr", patient.address if patient else "",
-        "--patient-metrics",
-        f"http://127.0.0.1:{patient.env['MEDSTATION_METRICS_PORT']}/metrics" if patient else "",
         "--summary-addr", summary.address if summary else "",
         "--summary-worker-addr", worker.address if worker else "",
         "--chat-addr", chat.address if chat else "",

@@ -42,12 +42,14 @@ def dashboard(root: Path) -> dict[str, object]:
 
 
 def test_the_exported_names_are_read_from_the_code(known: frozenset[str]) -> None:
-    # Platform RPC metrics (a histogram's series), the cache, the outbox, the summary worker.
+    # Platform RPC metrics (a histogram's series), group commits, the outbox, the summary
+    # worker.
     assert {
         "grpc_server_handled_total",
         "grpc_server_handling_seconds_bucket",
         "grpc_server_handling_seconds_count",
-        "cache_requests_total",
+        "group_commit_batch_items_count",
+        "group_commit_batch_items_sum",
         "outbox_oldest_unpublished_age_seconds",
         "summary_jobs_queued",
         "summary_job_oldest_queued_age_seconds",
@@ -101,7 +103,8 @@ def test_the_dashboard_shows_what_operators_need(dashboard: dict[str, object]) -
     assert {
         "grpc_server_handled_total",  # per-RPC rate, errors by code
         "grpc_server_handling_seconds_bucket",  # p50 / p99
-        "cache_requests_total",  # hits and misses
+        "group_commit_batch_items_sum",  # requests per statement, with _count
+        "group_commit_batch_items_count",  # statements per second
         "outbox_oldest_unpublished_age_seconds",  # outbox lag
         "summary_jobs_queued",  # job queue depth
         "summary_job_duration_seconds_bucket",

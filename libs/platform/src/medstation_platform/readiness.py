@@ -6,7 +6,8 @@ processes killed. Readiness is the service's own name (what Envoy's health check
 Kubernetes readiness probe ask): it follows the process's hard dependencies, its database
 by default, so traffic goes elsewhere while the database is unreachable and comes back as
 soon as it answers again. Redis is not one of them: every service keeps working without it
-(caches are bypassed, jobs and events wait in PostgreSQL).
+(tokens are then checked on their signature and expiry alone, jobs and events wait in
+PostgreSQL).
 
 A ReadinessProbe checks its dependencies every `interval` seconds, each within `timeout`,
 and reports only changes.

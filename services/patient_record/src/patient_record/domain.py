@@ -277,9 +277,6 @@ def resolve_note_time(given: datetime | None, *, now: datetime) -> datetime:
     return given
 
 
-# ---- the cached form of a patient ----
-
-
 # ---- errors ----
 
 

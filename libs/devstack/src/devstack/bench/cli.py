@@ -130,11 +130,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{LIMIT_VARIABLE}={RAISED_LIMIT} (the per-user send limit)",
     )
     parser.add_argument(
-        "--patient-metrics",
-        default=_metrics_url(PATIENT_SERVICE),
-        help="its Prometheus URL, for the cache hit ratio ('' to skip)",
-    )
-    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -254,7 +249,6 @@ def _endpoints(args: argparse.Namespace) -> Endpoints:
         user_addr=args.user_addr,
         patient_addr=patient_addr or None,
         patient_required=bool(patient_addr) and PATIENT_SERVICE in in_checkout,
-        patient_metrics_url=args.patient_metrics or None,
         postgres_admin_url=admin_url_from_env(),
         redis_url=redis_url_from_env(),
         summary_addr=summary_addr or None,
@@ -276,10 +270,6 @@ def _local_address(key: str) -> str:
 def _local_worker_address(service: str, worker: str) -> str:
     entry = next(w for w in service_by_key(service).workers if w.key == worker)
     return f"127.0.0.1:{entry.grpc_port}"
-
-
-def _metrics_url(key: str) -> str:
-    return f"http://127.0.0.1:{service_by_key(key).metrics_port}/metrics"
 
 
 def _join(levels: Sequence[int]) -> str:

@@ -22,7 +22,6 @@ class Endpoints:
     user_addr: str
     patient_addr: str | None
     patient_required: bool
-    patient_metrics_url: str | None  # its Prometheus endpoint: cache hit/miss counters
     postgres_admin_url: str
     redis_url: str
     summary_addr: str | None = None

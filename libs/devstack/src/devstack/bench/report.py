@@ -4,7 +4,8 @@ The markdown file is a set of `## ` sections. A run rewrites "Latest run", "Targ
 "Ceilings and reference", "Memory" (these four lead the file, in that order), the
 "Scenario: <title>" sections it measured and "Soak" when one ran; every other section
 (scenarios not run this time, hand-written notes) is kept as it was, in place, so
-partial runs accumulate.
+partial runs accumulate. Only a "Scenario:" section that names no scenario the bench
+has any more (renamed or removed) is dropped: no run would ever replace its numbers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from devstack.bench import (
     comparison_report,
     custom_report,
     memory_report,
-    patient_cache,
     stream_runs,
     summary_jobs,
     targets,
@@ -28,14 +28,14 @@ from devstack.bench.baselines import BaselineResult, ratio_to_ceiling
 from devstack.bench.cpu_groups import CPU_GROUPS
 from devstack.bench.custom_report import CPU_LABELS as _CPU_LABELS
 from devstack.bench.results import BenchReport, RunResult
-from devstack.bench.scenarios import Scenario
+from devstack.bench.scenarios import SCENARIOS, Scenario
 from devstack.bench.table import MISSING, aligned, markdown, ms, number
 from devstack.bench.vias import VIA_DIRECT, VIA_GATEWAY, VIA_LABELS
 
 LATEST_RUN_HEADING = "Latest run"
 SCENARIO_PREFIX = "Scenario: "
 _HEADERS = (
-    "path", "conc", "req/s", "x ceiling", "p50 ms", "p99 ms", "errors", "429s", "cache hits",
+    "path", "conc", "req/s", "x ceiling", "p50 ms", "p99 ms", "errors", "429s",
     *(f"CPU µs/req {_CPU_LABELS[group]}" for group in CPU_GROUPS),
 )  # fmt: skip
 _SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
@@ -61,8 +61,9 @@ numbers are read against: a bare `grpc.aio` echo service directly (h2load) and t
 a gateway rendered from the same template (wrk), and the FastAPI monolith MedStation
 replaces (see "Ceilings and reference"); "Targets" computes issue 9's targets from
 them. A run replaces the sections it measured and keeps all others, each saying when
-and by which command it was measured; sections without the `Scenario:` prefix that a
-run does not write are hand-written and kept as they are.
+and by which command it was measured (a `Scenario:` section of a scenario the bench no
+longer has is dropped); sections without the `Scenario:` prefix that a run does not
+write are hand-written and kept as they are.
 
 Columns: **req/s** successful requests per second (failures are counted apart, so a
 rate limiter's quick 429s never look like throughput); **x ceiling** req/s over the
@@ -71,10 +72,7 @@ the gateway; direct rows: the echo called with h2load); **p50/p99**
 latency of successful requests (wrk's `--latency` distribution; our generator's 1 %-wide
 log histogram); **errors** failed requests (non-2xx, socket errors, gRPC status other
 than OK); **429s** requests Envoy's local rate limiter turned away (from its admin
-stats); **cache hits** the share of the patient cache's reads that were hits during
-the run (the patient-record service's `cache_requests_total` counters, so for summary
-and chat scenarios it is their chart reads; `-` when the run read no cached record);
-**CPU µs/req** user+system CPU time from `/proc/<pid>/stat` of each process over
+stats); **CPU µs/req** user+system CPU time from `/proc/<pid>/stat` of each process over
 the measured window, divided by the successful requests: Envoy (gateway port), the service (its
 gRPC port), other services on the request path (patient-record, for summaries and
 chat), PostgreSQL (every `postgres` process, plus exited backends via the
@@ -132,7 +130,6 @@ def _cells(
         number(ms(stats.p99_seconds), 2),
         _errors(result),
         MISSING if result.rate_limited is None else str(result.rate_limited),
-        MISSING if result.cache_hit_ratio is None else f"{result.cache_hit_ratio:.0%}",
         *cpu,
     )
 
@@ -185,8 +182,8 @@ def write_document(path: Path, report: BenchReport, chart: Path | None = None) -
 
 def merge_sections(old: str, new: dict[str, str]) -> str:
     """PREAMBLE, the leading sections, then the old sections in order (replaced by `new`
-    where named), then the rest of `new`."""
-    kept = split_sections(old)
+    where named, dropped when their scenario is gone), then the rest of `new`."""
+    kept = [(heading, body) for heading, body in split_sections(old) if not _retired(heading)]
     bodies = dict(kept) | new
     order = [heading for heading in LEADING_HEADINGS if heading in bodies]
     order += [heading for heading, _ in kept if heading not in order]
@@ -194,6 +191,12 @@ def merge_sections(old: str, new: dict[str, str]) -> str:
     merged = [PREAMBLE.rstrip()]
     merged += [f"## {heading}\n\n{bodies[heading].strip()}" for heading in order]
     return "\n\n".join(merged) + "\n"
+
+
+def _retired(heading: str) -> bool:
+    """A scenario section of a scenario the bench no longer measures under that title."""
+    titles = {scenario.title for scenario in SCENARIOS} | {stream_runs.TITLE, summary_jobs.TITLE}
+    return heading.startswith(SCENARIO_PREFIX) and heading[len(SCENARIO_PREFIX) :] not in titles
 
 
 def _relative(target: Path | None, start: Path) -> str | None:
@@ -242,15 +245,6 @@ def _duration(seconds: float) -> str:
 
 def scenario_section(scenario: Scenario, results: list[RunResult], report: BenchReport) -> str:
     text = reading(results)
-    longest = max(result.stats.requests for result in results)
-    if scenario.cold_cache and longest > report.patients:
-        # Past the end of the cycle a run reads patients it has itself just cached.
-        text += (
-            f" The longest run made {longest:,} requests over a cycle of {report.patients:,} "
-            "patients, so the bench deleted their cached values again every "
-            f"{patient_cache.EVICT_INTERVAL_SECONDS:g} s during each run (as an expiry "
-            "would); the cache hits column shows what still hit."
-        )
     if scenario.fresh_summaries:
         text += " " + _freshness(results)
     return "\n\n".join(
@@ -354,7 +348,6 @@ def results_json(report: BenchReport) -> str:
                     "p50_ms": ms(r.stats.p50_seconds),
                     "p99_ms": ms(r.stats.p99_seconds),
                     "rate_limited": r.rate_limited,
-                    "cache_hit_ratio": r.cache_hit_ratio,
                     "cpu_us_per_request": {g: r.cpu_us_per_request(g) for g in CPU_GROUPS},
                     "fresh_batch": r.fresh_batch,
                 }

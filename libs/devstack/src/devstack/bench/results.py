@@ -25,7 +25,6 @@ class RunResult:
     stats: LoadStats
     cpu_seconds: dict[str, float]
     rate_limited: int | None  # 429s Envoy's local rate limiter answered during the run
-    cache_hit_ratio: float | None  # of the patient cache's reads during the run
     fresh_batch: int | None = None  # fresh-summary runs: patients made fresh for it
 
     def cpu_us_per_request(self, group: str) -> float | None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack.api_session import ApiSession
-from devstack.bench import cpu, cpu_groups, memory, patient_cache, selection
+from devstack.bench import cpu, cpu_groups, memory, selection
 from devstack.bench.baseline_runs import run_ceilings, run_reference
 from devstack.bench.baselines import CEILINGS, REFERENCE
 from devstack.bench.dataset import BENCH_CREDENTIALS, BenchData
@@ -207,8 +207,8 @@ class _Measurer:
     async def scenario(self, scenario: Scenario, vias: Sequence[str]) -> list[RunResult]:
         meter = cpu.CpuMeter(self._readers(scenario.service, scenario.upstreams))
         fresh = self._fresh_patients() if scenario.fresh_summaries else None
-        # One cursor through the cycle for the whole scenario: a cache-miss run never
-        # starts over at patients that the previous run has just put into the cache.
+        # One cursor through the cycle for the whole scenario: each run goes on where the
+        # previous one stopped instead of repeating the start of the cycle.
         # (A fresh-summary run walks a batch of its own from the start instead.)
         cursor = 0
         rate: float | None = None  # of the last run: sizes the next fresh batch
@@ -303,28 +303,10 @@ class _Measurer:
         data: BenchData,
     ) -> RunResult:
         admin = self._endpoints.envoy_admin_url
-        metrics = self._endpoints.patient_metrics_url
-        if scenario.cold_cache:
-            await patient_cache.evict(self._endpoints.redis_url, self._data.patient_ids)
         limited_before = await rate_limited_count(admin)
-        reads_before = await patient_cache.cache_reads(metrics)
-        evictor = (
-            asyncio.create_task(
-                patient_cache.keep_evicting(self._endpoints.redis_url, self._data.patient_ids)
-            )
-            if scenario.cold_cache
-            else None
-        )
         before = meter.snapshot()
-        try:
-            stats = await self._load(scenario, via, level, self._plan.duration, cursor, data)
-        finally:
-            after = meter.snapshot()
-            if evictor is not None:
-                evictor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await evictor
-        reads_after = await patient_cache.cache_reads(metrics)
+        stats = await self._load(scenario, via, level, self._plan.duration, cursor, data)
+        after = meter.snapshot()
         limited_after = await rate_limited_count(admin)
         limited = (
             None
@@ -338,7 +320,6 @@ class _Measurer:
             stats,
             cpu.CpuMeter.spent(before, after),
             limited,
-            patient_cache.hit_ratio(reads_before, reads_after),
         )
 
     async def _load(

@@ -17,7 +17,7 @@ from devstack.bench.soak import CONNECTIONS, SoakResult, run_soak
 from devstack.bench.vias import VIA_GATEWAY
 from devstack.bench.wrk import run_wrk
 
-# The GetPatient rows a soak's capacity is read from, the one served by PostgreSQL first.
+# The GetPatient rows a soak's capacity is read from: first the one the soak repeats.
 SOAK_CAPACITY_SCENARIOS = ("get_patient_miss", "get_patient_hit")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from devstack.bench.baselines import ECHO_GATEWAY, FASTAPI, BaselineResult, find
 from devstack.bench.memory import IDLE_TARGET_BYTES, MemoryReport, mib
 from devstack.bench.results import BenchReport, RunResult
+from devstack.bench.scenarios import SCENARIOS
 from devstack.bench.soak import GROWTH_TOLERANCE_BYTES, TARGET_SECONDS, SoakResult
 from devstack.bench.table import ms, number
 from devstack.bench.vias import VIA_GATEWAY
@@ -19,11 +20,14 @@ TARGET_CONCURRENCY = 16
 MET = "met"
 NOT_MET = "not met"
 NOT_MEASURED = "not measured"
-GET_PATIENT_DB = "get_patient_miss"
-GET_PATIENT_CACHE = "get_patient_hit"
+# The two GetPatient targets, "from PostgreSQL" and "from cache", read these rows.
+# There is no cache any more: every GetPatient is one group-committed statement, so the
+# "from cache" target is read from the row that repeats one patient (its cache-hit case).
+GET_PATIENT_DIFFERENT = "get_patient_miss"
+GET_PATIENT_SAME = "get_patient_hit"
 CREATE_NOTE = "create_note"
 DB_READ_FACTOR = 1.5
-CACHE_READ_FACTOR = 0.5
+REPEATED_READ_FACTOR = 0.5
 CREATE_NOTE_FACTOR = 1.0
 JOBS_PER_SECOND = 50.0
 JOB_WORKERS = 2
@@ -46,10 +50,12 @@ def evaluate(report: BenchReport) -> list[TargetCheck]:
     return [
         _get_patient_db(report, level),
         _ratio_check(
-            f"GetPatient from cache ≥ {CACHE_READ_FACTOR}x the transcoded echo ceiling",
-            _row(report.results, GET_PATIENT_CACHE, level),
+            "GetPatient of one patient, read again and again (the cache-hit case: there is "
+            "no cache, the read is one group-committed statement) "
+            f"≥ {REPEATED_READ_FACTOR}x the transcoded echo ceiling",
+            _row(report.results, GET_PATIENT_SAME, level),
             find(report.baselines, ECHO_GATEWAY, level),
-            CACHE_READ_FACTOR,
+            REPEATED_READ_FACTOR,
             level,
         ),
         _ratio_check(
@@ -64,6 +70,10 @@ def evaluate(report: BenchReport) -> list[TargetCheck]:
         _idle_memory(report.memory),
         _soak(report.soak),
     ]
+
+
+def _title(key: str) -> str:
+    return next(scenario.title for scenario in SCENARIOS if scenario.key == key)
 
 
 def _row(results: Sequence[RunResult], key: str, level: int) -> RunResult | None:
@@ -94,19 +104,21 @@ def _missing(row: object, baseline: object, what: str) -> str:
 
 def _get_patient_db(report: BenchReport, level: int) -> TargetCheck:
     target = (
-        f"GetPatient from PostgreSQL ≥ {DB_READ_FACTOR}x the FastAPI point read in req/s, "
-        "with a lower p99"
+        "GetPatient from PostgreSQL (a different patient each request) "
+        f"≥ {DB_READ_FACTOR}x the FastAPI point read in req/s, with a lower p99"
     )
-    row = _row(report.results, GET_PATIENT_DB, level)
+    row = _row(report.results, GET_PATIENT_DIFFERENT, level)
     reference = find(report.baselines, FASTAPI, level)
     if row is None or reference is None or not reference.stats.ok_per_second:
-        return TargetCheck(target, NOT_MEASURED, _missing(row, reference, "GetPatient (miss)"))
+        return TargetCheck(
+            target, NOT_MEASURED, _missing(row, reference, _title(GET_PATIENT_DIFFERENT))
+        )
     ratio = row.stats.ok_per_second / reference.stats.ok_per_second
     ours, theirs = row.stats.p99_seconds, reference.stats.p99_seconds
     lower = ours is not None and theirs is not None and ours < theirs
     met = ratio >= DB_READ_FACTOR and lower
     numbers = (
-        f"GetPatient (cache miss) through the gateway {_rate(row)}; FastAPI {_rate(reference)}: "
+        f"{row.scenario.title} through the gateway {_rate(row)}; FastAPI {_rate(reference)}: "
         f"{ratio:.2f}x (needs {DB_READ_FACTOR}x), p99 {'lower' if lower else 'not lower'}; "
         f"{_at(level)}"
     )

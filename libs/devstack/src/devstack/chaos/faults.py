@@ -272,7 +272,7 @@ async def redis_outage(world: World) -> Result:
         _create_notes(world, 10, note_ids, others),
         _send_messages(world, 3, others),
     )
-    # Down for half the load, at least: caches, revocations and rate limits all bypassed.
+    # Down for half the load, at least: revocation checks and rate limits all bypassed.
     await asyncio.sleep(max(0.0, down_at + timing.load_seconds / 2 - time.monotonic()))
     await asyncio.to_thread(stack.redis.start)
     up_at = time.monotonic()

@@ -163,9 +163,9 @@ Idempotency-Key header mapped to request_id by the gateway:
   pools reconnect by themselves (pre-ping). Required: recovery within 10 s.
 - **Redis stop + start**: Redis is stopped (and comes back empty, as Debian's runs with
   no persistence). Reads, creates, notes, chat messages and job creation go on without
-  it: caches are bypassed, revocation and rate limits fail open. Jobs live in
-  PostgreSQL and events in the outbox, so once Redis is back the reconciler re-enqueues
-  the jobs and the relay publishes the events: every job must succeed and every note's
+  it: revocation checks and rate limits fail open. Jobs live in PostgreSQL and events in
+  the outbox, so once Redis is back the reconciler re-enqueues the jobs and the relay
+  publishes the events: every job must succeed and every note's
   `note.created` event must be published.
 - **summary worker kill -9**: jobs are queued, the worker is killed while at least one is
   RUNNING, and started again 0.5 s later. Its claims lapse (the suite runs with a 2 s

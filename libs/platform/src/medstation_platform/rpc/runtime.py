@@ -68,7 +68,7 @@ async def run_service(
 
     `background` tasks (an outbox relay, say) run beside the server; each gets an event
     that is set at shutdown and must return soon after it. `registry` holds the service's
-    own metrics (cache, outbox...), served with the RPC metrics on the metrics port.
+    own metrics (group commits, outbox...), served with the RPC metrics on the metrics port.
 
     Readiness (the bindings' names in gRPC health) follows `readiness`; by default the
     service's own database (settings.database_url) over a connection of the probe's own.
