@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
+from typing import Any
 
+import msgspec
 import pytest
-from pydantic import SecretStr
 
 from devstack.fake_llm import FakeLlmServer
 from medstation_llm.registry import ModelRegistry
 from medstation_llm.settings import LlmSettings
 from medstation_llm.types import ChartNote, PatientChart
+from medstation_platform.secret import Secret
 
 API_KEY = "sk-test-secret-key"
 
@@ -66,18 +68,17 @@ async def fake_llm() -> AsyncIterator[FakeLlmServer]:
         yield server
 
 
-def settings_for(server: FakeLlmServer, **overrides: object) -> LlmSettings:
-    values: dict[str, object] = {
-        "ollama_base_url": server.base_url,
-        "openai_base_url": server.openai_base_url,
-        "openai_api_key": SecretStr(API_KEY),
-        "anthropic_base_url": server.base_url,
-        "anthropic_api_key": SecretStr(API_KEY),
-        "llm_backoff_seconds": 0.0,
-        "llm_max_attempts": 3,
-        **overrides,
-    }
-    return LlmSettings.model_validate(values)
+def settings_for(server: FakeLlmServer, **overrides: Any) -> LlmSettings:
+    on_server = LlmSettings(
+        ollama_base_url=server.base_url,
+        openai_base_url=server.openai_base_url,
+        openai_api_key=Secret(API_KEY),
+        anthropic_base_url=server.base_url,
+        anthropic_api_key=Secret(API_KEY),
+        llm_backoff_seconds=0.0,
+        llm_max_attempts=3,
+    )
+    return msgspec.structs.replace(on_server, **overrides)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
 from devstack.fake_llm import FakeLlmServer, Fault
 from libs.llm.tests.conftest import settings_for
@@ -15,6 +14,7 @@ from medstation_llm.errors import ModelRejected, ModelTimeout, ModelUnavailable
 from medstation_llm.registry import OFFLINE, OFFLINE_MODEL, OPENAI, ModelRegistry
 from medstation_llm.settings import LlmSettings
 from medstation_llm.types import ChatRequest, ChatTurn, Completion, PatientChart
+from medstation_platform.secret import Secret
 
 QUESTION = ChatRequest(
     model="test-model", messages=(ChatTurn("user", "Is she improving?"),), timeout_seconds=10
@@ -95,7 +95,7 @@ async def test_failures_are_counted_by_reason(
 async def test_a_refused_key_is_a_rejection(
     fake_llm: FakeLlmServer, prometheus: CollectorRegistry, scrape: Scrape
 ) -> None:
-    settings = settings_for(fake_llm, openai_api_key=SecretStr("sk-wrong"))
+    settings = settings_for(fake_llm, openai_api_key=Secret("sk-wrong"))
     models = ModelRegistry(settings, prometheus)
 
     with pytest.raises(ModelRejected):

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from pydantic import SecretStr
 
 from devstack.fake_llm import OPENAI_PATH, FakeLlmServer
 from libs.llm.tests.conftest import API_KEY
@@ -22,6 +21,7 @@ from medstation_llm.registry import (
 )
 from medstation_llm.settings import LlmSettings
 from medstation_llm.types import ChatRequest, ChatTurn, PatientChart
+from medstation_platform.secret import Secret
 
 
 async def test_offline_is_the_only_provider_by_default() -> None:
@@ -44,7 +44,7 @@ async def test_offline_is_the_only_provider_by_default() -> None:
 def test_unconfigured_provider_names_the_variable_that_configures_it(
     provider: str, variable: str
 ) -> None:
-    registry = ModelRegistry(LlmSettings(openai_api_key=SecretStr("  ")))
+    registry = ModelRegistry(LlmSettings(openai_api_key=Secret("  ")))
 
     with pytest.raises(ModelNotConfigured) as raised:
         registry.language_model(provider)

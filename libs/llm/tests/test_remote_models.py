@@ -21,6 +21,7 @@ from medstation_llm.types import (
     StreamEvent,
     TextDelta,
 )
+from medstation_platform.secret import Secret
 
 PATHS = {OLLAMA: OLLAMA_PATH, OPENAI: OPENAI_PATH, ANTHROPIC: ANTHROPIC_PATH}
 FINISHED = {OLLAMA: "stop", OPENAI: "stop", ANTHROPIC: "end_turn"}
@@ -215,7 +216,9 @@ async def test_wrong_api_key_is_rejected_without_a_retry(
     provider: str, fake_llm: FakeLlmServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = ModelRegistry(
-        settings_for(fake_llm, openai_api_key="sk-wrong", anthropic_api_key="sk-wrong")
+        settings_for(
+            fake_llm, openai_api_key=Secret("sk-wrong"), anthropic_api_key=Secret("sk-wrong")
+        )
     )
     try:
         with caplog.at_level(logging.WARNING), pytest.raises(ModelRejected) as raised:

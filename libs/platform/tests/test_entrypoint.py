@@ -24,9 +24,10 @@ def test_an_unknown_command_exits_saying_what_is_accepted(
         )  # fmt: skip
 
 
-def test_a_serving_process_loads_neither_the_migration_tool_nor_an_http_client() -> None:
+def test_a_serving_process_loads_no_migration_tool_http_client_or_pydantic() -> None:
     # Alembic and Mako (~10 MB of resident memory) only `migrate` needs; httpx (~8 MB with
-    # its tracing) only a process calling a remote language model.
+    # its tracing) only a process calling a remote language model; pydantic (~8 MB with
+    # pydantic-settings) nothing: settings are msgspec Structs.
     probe = """
 import sys
 import chat.__main__, patient_record.__main__, summary.__main__, user.__main__
@@ -37,7 +38,8 @@ from medstation_platform.telemetry import configure_tracing
 configure_tracing("probe")
 models = ModelRegistry(LlmSettings())
 models.language_model(OFFLINE), models.summarizer(OFFLINE, OFFLINE_MODEL)
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "mako", "httpx")))
+unwanted = ("alembic", "mako", "httpx", "pydantic", "pydantic_core", "pydantic_settings")
+print(sorted(m for m in sys.modules if m.split(".")[0] in unwanted))
 """
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -5,8 +5,8 @@ interface every provider implements, `errors` how a provider's failure reaches a
 
 Services need only these:
 
-- `registry.ModelRegistry(settings)` — built once in bootstrap from `settings.LlmSettings`
-  (mixed into the service's settings); `language_model(provider)` for chat,
+- `registry.ModelRegistry(settings.llm)` — built once in bootstrap from the `LlmSettings`
+  section of the service's settings; `language_model(provider)` for chat,
   `summarizer(provider, model)` for summaries, `configured_providers()` for the catalogue,
   `aclose()` at shutdown. Names: `registry.OFFLINE`, `OFFLINE_MODEL`, `OLLAMA`, `OPENAI`,
   `ANTHROPIC`, `PROVIDERS`.

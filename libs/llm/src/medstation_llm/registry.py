@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
-from pydantic import SecretStr
 
 from medstation_llm.errors import ModelNotConfigured
 from medstation_llm.metrics import (
@@ -26,6 +25,7 @@ from medstation_llm.providers import (
 )
 from medstation_llm.retry_policy import RetryPolicy
 from medstation_llm.settings import LlmSettings
+from medstation_platform.secret import Secret
 
 __all__ = [
     "ANTHROPIC",
@@ -126,5 +126,5 @@ class ModelRegistry:
         )
 
 
-def _secret(value: SecretStr | None) -> str:
+def _secret(value: Secret | None) -> str:
     return value.get_secret_value().strip() if value is not None else ""

@@ -1,23 +1,31 @@
 """Where each provider lives and how long to wait for it (MEDSTATION_* environment variables).
 
-Services mix these fields into their own settings class. A remote provider counts as
-configured when its endpoint (Ollama) or its API key (OpenAI, Anthropic) is set.
+Services hold these as a section of their own settings (`llm: LlmSettings`), read from
+the same unprefixed variables. A remote provider counts as configured when its endpoint
+(Ollama) or its API key (OpenAI, Anthropic) is set.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, SecretStr
+from typing import Annotated
+
+import msgspec
+
+from medstation_platform.secret import Secret
+from medstation_platform.settings import Settings
+
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://")]
 
 
-class LlmSettings(BaseModel):
+class LlmSettings(Settings, frozen=True, kw_only=True):
     # The whole budget of one model call, retries included; a caller's shorter deadline wins.
-    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 60.0
     # Attempts on 429 and 5xx answers and on connection failures, the first included.
-    llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    llm_max_attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3
     # First backoff; doubles each retry, with jitter, honouring Retry-After when sent.
-    llm_backoff_seconds: float = Field(default=0.5, ge=0, le=30)
-    ollama_base_url: str | None = Field(default=None, pattern=r"^https?://")
-    openai_base_url: str = Field(default="https://api.openai.com/v1", pattern=r"^https?://")
-    openai_api_key: SecretStr | None = None
-    anthropic_base_url: str = Field(default="https://api.anthropic.com", pattern=r"^https?://")
-    anthropic_api_key: SecretStr | None = None
+    llm_backoff_seconds: Annotated[float, msgspec.Meta(ge=0, le=30)] = 0.5
+    ollama_base_url: HttpUrl | None = None
+    openai_base_url: HttpUrl = "https://api.openai.com/v1"
+    openai_api_key: Secret | None = None
+    anthropic_base_url: HttpUrl = "https://api.anthropic.com"
+    anthropic_api_key: Secret | None = None

@@ -108,14 +108,14 @@ async def build(
         retryable_methods=RETRYABLE_METHODS,
     )
     channels.append(patient_channel)
-    models = models or ModelRegistry(settings, registry)
+    models = models or ModelRegistry(settings.llm, registry)
     detached = DetachedTasks()
 
     def unit_of_work() -> ChatUnitOfWork:
         return ChatUnitOfWork(engine)
 
     def reply_timeout() -> float:
-        return outgoing_timeout(settings.llm_timeout_seconds)
+        return outgoing_timeout(settings.llm.llm_timeout_seconds)
 
     chats = Chats(
         unit_of_work=unit_of_work,

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import msgspec
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -118,7 +119,7 @@ async def start_chat(
         models: bootstrap.ModelSource | None = None, **overrides: Any
     ) -> tuple[bootstrap.ChatService, ChatClient]:
         service = await bootstrap.build(
-            settings.model_copy(update=overrides), verifier=verifier, models=models
+            msgspec.structs.replace(settings, **overrides), verifier=verifier, models=models
         )
         pipeline = build_pipeline(
             domain=bootstrap.DOMAIN,

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
+import msgspec
 
 from devstack.ports import free_port
 from devstack.rpc_failures import failure
@@ -201,7 +202,7 @@ async def test_updates_and_membership_changes_are_seen_by_the_next_read(
 async def test_with_redis_down_reads_and_writes_work_from_postgresql(
     settings: PatientSettings, verifier: TokenVerifier, issuer: TokenIssuer
 ) -> None:
-    nowhere = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    nowhere = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     service = await bootstrap.build(nowhere, verifier=verifier)
     running = await serve(service)
     try:

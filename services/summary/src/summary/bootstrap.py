@@ -197,7 +197,7 @@ def _summaries(
     patient_channel = open_channel(settings.patient_service_addr, retryable_methods=READ_METHODS)
     resources.closers.append(lambda: patient_channel.close(grace=None))
     if summarizer is None:
-        models = ModelRegistry(settings, registry)
+        models = ModelRegistry(settings.llm, registry)
         resources.closers.append(models.aclose)
         summarizer = models.summarizer(settings.summary_provider, settings.summary_model)
 
@@ -220,7 +220,7 @@ def _summaries(
 
 def _policy(settings: SummarySettings) -> Policy:
     return Policy(
-        llm_timeout_seconds=settings.llm_timeout_seconds,
+        llm_timeout_seconds=settings.llm.llm_timeout_seconds,
         job_timeout_seconds=settings.job_timeout_seconds,
         job_max_attempts=settings.job_max_attempts,
         job_lease_seconds=settings.job_lease_seconds,

@@ -10,13 +10,14 @@ import signal
 
 from medstation_llm.registry import ModelRegistry
 from medstation_llm.types import Completion, PatientChart
+from medstation_platform.settings import load_settings
 from summary import bootstrap
 from summary.settings import SummarySettings
 
 
 class SlowSummarizer:
     def __init__(self, settings: SummarySettings, delay_seconds: float) -> None:
-        self._registry = ModelRegistry(settings)
+        self._registry = ModelRegistry(settings.llm)
         self._summarizer = self._registry.summarizer(
             settings.summary_provider, settings.summary_model
         )
@@ -39,7 +40,7 @@ class SlowSummarizer:
 
 
 async def main() -> None:
-    settings = SummarySettings()
+    settings = load_settings(SummarySettings)
     summarizer = SlowSummarizer(settings, float(os.environ["SLOW_SUMMARY_SECONDS"]))
     process = await bootstrap.build_worker(settings, summarizer=summarizer)
     stopping = asyncio.Event()

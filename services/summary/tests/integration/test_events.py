@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -130,7 +131,7 @@ async def test_a_batch_of_mixed_events_is_handled_and_acknowledged_together(
     try:
         last_id = [await redis.xadd(stream, fields) for fields in entries][-1]
         await start_worker(
-            settings.model_copy(update={"events_stream": stream}),
+            msgspec.structs.replace(settings, events_stream=stream),
             tracer=provider.get_tracer("summary.worker"),
         )
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import msgspec
 import pytest
 import redis.asyncio as redis_async
 from sqlalchemy import func, select
@@ -128,7 +129,7 @@ class GatedSummarizer:
     """The offline summarizer, held at the door until the test opens it."""
 
     def __init__(self, settings: SummarySettings) -> None:
-        self._summarizer = ModelRegistry(settings).summarizer("offline", "medstation-offline")
+        self._summarizer = ModelRegistry(settings.llm).summarizer("offline", "medstation-offline")
         self.writing = asyncio.Event()
         self.gate = asyncio.Event()
 
@@ -189,7 +190,7 @@ async def test_a_hundred_jobs_survive_redis_restarting_empty(
 ) -> None:
     port = free_port()
     redis_url = f"redis://127.0.0.1:{port}/0"
-    own: SummarySettings = settings.model_copy(update={"redis_url": redis_url})
+    own = msgspec.structs.replace(settings, redis_url=redis_url)
     redis_server = _start_redis(process_runner, port, tmp_path)
     await _until_answering(redis_url)
     running = await serve_summary(own)
@@ -197,7 +198,7 @@ async def test_a_hundred_jobs_survive_redis_restarting_empty(
     charts = [await pneumonia_patient(patients, doctor) for _ in range(4)]
     summarizer = GatedSummarizer(own)
     # A worker with one slot: it takes a job and waits at the gate while Redis goes.
-    await start_worker(own.model_copy(update={"worker_concurrency": 1}), summarizer=summarizer)
+    await start_worker(msgspec.structs.replace(own, worker_concurrency=1), summarizer=summarizer)
 
     async with summary_stub(running.port) as summaries:
 

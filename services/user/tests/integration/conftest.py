@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
-from pydantic import SecretStr
 
 from devstack.pytest_plugin import MakeDatabase
 from medstation.user.v1 import user_service_pb2_grpc as pb_grpc
 from medstation_platform.migrations import upgrade_to_head
 from medstation_platform.rpc.runtime import build_pipeline
 from medstation_platform.rpc.server import RunningServer, start_server
+from medstation_platform.secret import Secret
 from services.user.tests.integration.user_client import UserClient
 from user import bootstrap
 from user.__main__ import MIGRATIONS
@@ -40,7 +40,7 @@ def settings(database_url: str, redis_url: str) -> UserSettings:
         database_url=database_url,
         redis_url=redis_url,
         admin_email=f"admin-{secrets.token_hex(6)}@medstation.test",
-        admin_password=SecretStr(secrets.token_urlsafe(18)),
+        admin_password=Secret(secrets.token_urlsafe(18)),
     )
 
 
