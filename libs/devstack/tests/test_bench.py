@@ -7,12 +7,15 @@ No test asserts a speed: the machine is shared.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from devstack.bench import cpu, selection
+from devstack.bench import cpu, patient_cache, selection
 from devstack.bench.chat_data import LIMIT_VARIABLE, SendLimit, limit_too_low
 from devstack.bench.dataset import BenchData
 from devstack.bench.latency import LatencyHistogram
@@ -32,8 +35,10 @@ from devstack.bench.processes import process_image, process_listening_on
 from devstack.bench.report import (
     LATEST_RUN_HEADING,
     SCENARIO_PREFIX,
+    markdown_table,
     merge_sections,
     reading,
+    results_json,
     scenario_section,
     split_sections,
     write_document,
@@ -148,6 +153,70 @@ def test_named_tree_counts_exited_children_once(tmp_path: Path) -> None:
     stat(12, "envoy", 1, own=999, children=0)
     ticks = os.sysconf("SC_CLK_TCK")
     assert cpu.named_tree_seconds("postgres", tmp_path)() == pytest.approx(550 / ticks)
+
+
+_METRICS = (
+    "# HELP cache_requests_total Reads of an in-process cache.\n"
+    "# TYPE cache_requests_total counter\n"
+    'cache_requests_total{cache="patient",result="hit"} 90.0\n'
+    'cache_requests_total{result="miss",cache="patient"} 10.0\n'
+    'cache_requests_created{cache="patient",result="hit"} 1.7e+09\n'
+    'cache_requests_total{cache="other",result="miss"} 500.0\n'
+)
+
+
+def test_patient_cache_counters_are_read_from_prometheus_text() -> None:
+    assert patient_cache.parse_cache_reads(_METRICS) == patient_cache.CacheReads(100.0, 90.0)
+    assert patient_cache.parse_cache_reads("# no cache here\n") == patient_cache.CacheReads(0, 0)
+
+
+def test_the_hit_ratio_is_the_share_of_hits_among_the_reads_between_two_readings() -> None:
+    before = patient_cache.CacheReads(reads=100.0, hits=90.0)
+    after = patient_cache.CacheReads(reads=300.0, hits=140.0)
+    assert patient_cache.hit_ratio(before, after) == pytest.approx(0.25)  # 50 of 200
+    assert patient_cache.hit_ratio(after, after) is None  # no read in between
+    assert patient_cache.hit_ratio(None, after) is None
+    assert patient_cache.hit_ratio(before, None) is None
+    restarted = patient_cache.CacheReads(reads=20.0, hits=19.0)
+    assert patient_cache.hit_ratio(before, restarted) is None
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        found = self.path == "/metrics"
+        body = _METRICS.encode() if found else b"not here"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: pytest shows stderr of failing tests only
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[str]:
+    """A Prometheus endpoint on a free port, serving _METRICS at /metrics."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MetricsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+async def test_patient_cache_counters_are_scraped_or_none_when_unreadable(
+    metrics_server: str,
+) -> None:
+    scraped = await patient_cache.cache_reads(f"{metrics_server}/metrics")
+    assert scraped == patient_cache.CacheReads(100.0, 90.0)
+    assert await patient_cache.cache_reads(f"{metrics_server}/elsewhere") is None  # 404
+    assert await patient_cache.cache_reads(f"http://127.0.0.1:{free_port()}/metrics") is None
+    assert await patient_cache.cache_reads("") is None
+    assert await patient_cache.cache_reads(None) is None
 
 
 def test_unknown_scenarios_are_refused() -> None:
@@ -324,6 +393,30 @@ def _result(via: str, concurrency: int, ok: int, errors: int = 0) -> RunResult:
     return RunResult(SCENARIOS[0], via, concurrency, stats, cpu_seconds, 0)
 
 
+def _cache_hits_cells(table: str) -> list[str]:
+    """The cache hits cell of each row of a markdown table."""
+    header, _, *rows = table.splitlines()
+    column = [cell.strip() for cell in header.split("|")].index("cache hits")
+    return [[cell.strip() for cell in row.split("|")][column] for row in rows]
+
+
+def test_the_cache_hits_column_shows_each_runs_share_of_hits() -> None:
+    one_patient = next(s for s in SCENARIOS if s.key == "get_patient_hit")
+    stats = LoadStats(100, 100, 0, 10.0, 0.002, 0.02)
+    rows = [
+        RunResult(one_patient, "gateway", 1, stats, {}, 0, cache_hit_ratio=0.999),
+        RunResult(one_patient, "direct", 1, stats, {}, 0, cache_hit_ratio=0.5),
+        _result("gateway", 1, 100),  # GetMe: no patient cache read
+    ]
+    assert _cache_hits_cells(markdown_table(rows)) == ["99.9%", "50.0%", "-"]
+    report = _report(rows)
+    assert [r["cache_hit_ratio"] for r in json.loads(results_json(report))["results"]] == [
+        0.999,
+        0.5,
+        None,
+    ]
+
+
 def _fresh_result(requests: int, batch: int) -> RunResult:
     fresh = next(s for s in SCENARIOS if s.fresh_summaries)
     stats = LoadStats(requests, requests, 0, 10.0, 0.01, 0.02)
@@ -375,7 +468,10 @@ def test_document_keeps_sections_it_did_not_measure(tmp_path: Path) -> None:
     assert sections[f"{SCENARIO_PREFIX}ListPatients"] == "kept numbers"
     assert sections["Notes"] == "hand-written"
     get_me = sections[f"{SCENARIO_PREFIX}GetMe"]
-    assert "| path | conc | req/s | x ceiling | p50 ms | p99 ms | errors | 429s | CPU" in get_me
+    assert (
+        "| path | conc | req/s | x ceiling | p50 ms | p99 ms | errors | 429s | cache hits | CPU"
+        in get_me
+    )
     assert "| gateway · REST · wrk | 1 | 10.0 | - |" in get_me
     assert "`python -m devstack bench`" in sections[LATEST_RUN_HEADING]
     assert "| CPUs (nproc) | 2 |" in sections[LATEST_RUN_HEADING]

@@ -145,10 +145,18 @@ def _baseline(key: str, level: int, ok: int, p99: float = 0.02) -> BaselineResul
     return BaselineResult(key, level, _stats(ok, p99), {"service": 1.0})
 
 
-def _row(key: str, via: str, level: int, ok: int, p99: float = 0.01, limited: int = 0) -> RunResult:
+def _row(
+    key: str,
+    via: str,
+    level: int,
+    ok: int,
+    p99: float = 0.01,
+    limited: int = 0,
+    hits: float | None = None,
+) -> RunResult:
     scenario = next(s for s in SCENARIOS if s.key == key)
     stats = _stats(ok, p99, errors=limited)  # a 429 is a failed request too
-    return RunResult(scenario, via, level, stats, {"service": 1.0}, limited)
+    return RunResult(scenario, via, level, stats, {"service": 1.0}, limited, hits)
 
 
 def test_rows_are_divided_by_the_ceiling_of_their_path_at_their_level() -> None:
@@ -190,8 +198,8 @@ def _report(
 def _good_run() -> BenchReport:
     report = _report(
         [
-            _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015),
-            _row("get_patient_hit", "gateway", 16, 20_000),
+            _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015, hits=0.0),
+            _row("get_patient_hit", "gateway", 16, 20_000, hits=0.999),
             _row("create_note", "gateway", 16, 11_000),
             _row("get_me", "direct", 1, 5_000),
         ],
@@ -207,10 +215,7 @@ def _good_run() -> BenchReport:
 
 
 _DIFFERENT_PATIENTS = "GetPatient from PostgreSQL (a different patient each request)"
-_ONE_PATIENT = (
-    "GetPatient of one patient, read again and again (the cache-hit case: there is no "
-    "cache, the read is one group-committed statement)"
-)
+_ONE_PATIENT = "GetPatient from cache (one patient, read again and again)"
 
 
 def _by_name(checks: list[TargetCheck]) -> dict[str, TargetCheck]:
@@ -224,9 +229,11 @@ def test_targets_are_met_when_the_runs_own_numbers_reach_them() -> None:
     assert db.verdict == MET
     assert "1.60x (needs 1.5x), p99 lower" in db.numbers  # 1 600 req/s over 1 000
     assert "GetPatient (a different patient each time) through the gateway" in db.numbers
+    assert db.numbers.endswith("; cache hits 0.0%")
     one = checks[_ONE_PATIENT]
     assert one.verdict == MET  # 2 000 over 3 500: 0.57x
     assert "GetPatient (one patient) through the gateway" in one.numbers
+    assert one.numbers.endswith("; cache hits 99.9%")
     assert checks["CreateNote"].verdict == MET
     assert checks["summary jobs"].verdict == MET
     assert checks["no error at any level (429s included)"].verdict == MET
@@ -236,7 +243,7 @@ def test_targets_are_met_when_the_runs_own_numbers_reach_them() -> None:
 
 def test_targets_say_which_numbers_miss_them() -> None:
     report = _good_run()
-    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.2)  # slower p99
+    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.2, hits=0.0)
     report.results[2] = _row("create_note", "gateway", 16, 9_000)
     report.results.append(_row("get_me", "gateway", 64, 3_000, limited=12))
     report.jobs = [_jobs(2, 30.0)]
@@ -253,6 +260,49 @@ def test_targets_say_which_numbers_miss_them() -> None:
     memory = checks["idle RSS per service process"]
     assert memory.verdict == NOT_MET
     assert "over: user 130.0 MB" in memory.numbers
+
+
+def test_a_get_patient_target_is_not_met_when_its_row_read_from_the_other_place() -> None:
+    report = _good_run()  # fast enough for both targets
+    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015, hits=0.5)
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 20_000, hits=0.8)
+    checks = _by_name(evaluate(report))
+    db = checks[_DIFFERENT_PATIENTS]
+    assert db.verdict == NOT_MET
+    assert "1.60x (needs 1.5x), p99 lower" in db.numbers
+    assert "cache hits 50.0%: not met, more than 5% of its reads hit the cache" in db.numbers
+    one = checks[_ONE_PATIENT]
+    assert one.verdict == NOT_MET
+    assert "cache hits 80.0%: not met, less than 95% of its reads hit the cache" in one.numbers
+    report.baselines = []  # no rate to compare: the row still says it is the wrong path
+    checks = _by_name(evaluate(report))
+    assert checks[_DIFFERENT_PATIENTS].verdict == checks[_ONE_PATIENT].verdict == NOT_MET
+
+
+def test_get_patient_targets_hold_up_to_their_hit_ratio_bounds() -> None:
+    report = _good_run()
+    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015, hits=0.05)
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 20_000, hits=0.95)
+    checks = _by_name(evaluate(report))
+    assert checks[_DIFFERENT_PATIENTS].verdict == MET
+    assert checks[_ONE_PATIENT].verdict == MET
+    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015, hits=0.051)
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 20_000, hits=0.949)
+    checks = _by_name(evaluate(report))
+    assert checks[_DIFFERENT_PATIENTS].verdict == NOT_MET
+    assert checks[_ONE_PATIENT].verdict == NOT_MET
+
+
+def test_get_patient_targets_say_an_unknown_hit_ratio_and_judge_the_rates() -> None:
+    report = _good_run()
+    report.results[0] = _row("get_patient_miss", "gateway", 16, 16_000, p99=0.015)
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 1_000)  # 0.03x the echo
+    checks = _by_name(evaluate(report))
+    assert checks[_DIFFERENT_PATIENTS].verdict == MET
+    assert "cache hit ratio unknown" in checks[_DIFFERENT_PATIENTS].numbers
+    assert checks[_ONE_PATIENT].verdict == NOT_MET
+    assert "0.03x (needs 0.5x)" in checks[_ONE_PATIENT].numbers
+    assert "cache hit ratio unknown" in checks[_ONE_PATIENT].numbers
 
 
 def test_targets_without_their_numbers_are_not_measured_and_use_the_nearest_level() -> None:
@@ -418,6 +468,19 @@ def test_the_bench_starts_a_stack_only_on_free_default_ports(
     defaults = _args()
     assert cli._starts_own_stack(defaults, cli._endpoints(defaults))
     assert asked == [[8080, 50051]]  # make run's gateway and user service
+
+
+def test_patient_cache_counters_are_read_from_the_patient_service_the_bench_measures() -> None:
+    def metrics_url(*argv: str) -> str | None:
+        return cli._endpoints(_args(*argv)).patient_metrics_url
+
+    assert metrics_url() == "http://127.0.0.1:9102/metrics"  # make run's patient-record
+    assert metrics_url("--patient-metrics", "") is None
+    given = "http://127.0.0.1:1/metrics"
+    assert metrics_url("--patient-metrics", given) == given
+    # Another stack's patient service: make run's metrics port would count other reads.
+    assert metrics_url("--patient-addr", "127.0.0.1:1") is None
+    assert metrics_url("--patient-addr", "127.0.0.1:1", "--patient-metrics", given) == given
 
 
 def test_the_default_run_is_short_and_the_soak_is_asked_for() -> None:

@@ -84,6 +84,8 @@ def smoke(bench_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[
         "--envoy-admin", bench_stack.envoy_admin_url,
         "--user-addr", services["user"].address,
         "--patient-addr", patient.address if patient else "",
+        "--patient-metrics",
+        f"http://127.0.0.1:{patient.env['MEDSTATION_METRICS_PORT']}/metrics" if patient else "",
         "--summary-addr", summary.address if summary else "",
         "--summary-worker-addr", worker.address if worker else "",
         "--chat-addr", chat.address if chat else "",
@@ -175,6 +177,22 @@ def test_smoke_run_searches_patients_fuzzily_and_finds_some(smoke: dict[str, Any
     rows = [r for r in smoke["results"] if r["scenario"] == "search_patients"]
     assert rows
     assert all(r["ok"] > 0 and r["errors"] == 0 for r in rows)
+
+
+@pytest.mark.timeout(900)
+def test_smoke_run_counts_each_runs_patient_cache_hits(smoke: dict[str, Any]) -> None:
+    if "patient-record" not in PRESENT:
+        pytest.skip("services/patient_record is not in this checkout")
+    rows = smoke["results"]
+    # Only the reads of each run's own window: GetMe reads no patient, whatever came before.
+    get_me = [r for r in rows if r["scenario"] == "get_me"]
+    assert get_me
+    assert all(row["cache_hit_ratio"] is None for row in get_me), get_me
+    one_patient = [r for r in rows if r["scenario"] == "get_patient_hit"]
+    assert one_patient
+    for row in one_patient:  # all but the first few reads of one patient hit
+        assert row["cache_hit_ratio"] is not None, row
+        assert row["cache_hit_ratio"] > 0.5, row
 
 
 @pytest.mark.timeout(900)

@@ -9,6 +9,8 @@ What a MedStation process exposes on `MEDSTATION_METRICS_PORT` (`/metrics`):
   `db_pool_overflow_connections`, each by `pool`;
 - group commits (`group_commit.GroupCommit`): `group_commit_batch_items{name}`, the
   requests that shared each statement;
+- in-process caches (`versioned_cache.VersionedCache`): `cache_requests_total{cache,
+  result=hit|miss}`;
 - outboxes (`outbox.OutboxRelay`): `outbox_unpublished_events`,
   `outbox_oldest_unpublished_age_seconds`, `outbox_events_published_total`,
   `outbox_relay_errors_total`, each by `stream`;

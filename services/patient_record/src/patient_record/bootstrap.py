@@ -108,7 +108,7 @@ async def build(
     instrument_statement_pool(statements, registry, name="medstation_patient_statements")
     records = Records(
         unit_of_work=unit_of_work,
-        reads=PatientReads(statements, registry),
+        reads=PatientReads(statements, registry, cache_entries=settings.patient_cache_entries),
         new_notes=NoteInserts(statements, registry),
         page_tokens=PageTokenCodec(settings.page_token_secret.get_secret_value().encode()),
         idempotency_secret=settings.idempotency_secret.get_secret_value().encode(),

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    case,
     cast,
     column,
     delete,
@@ -32,6 +33,8 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    null,
     or_,
     select,
     tuple_,
@@ -53,6 +56,7 @@ from medstation_platform.group_commit import (
 from medstation_platform.hot_sql import HotQuery, execute, fetch_first
 from medstation_platform.outbox import OutboxEvent, OutboxRow, outbox_row, stage_event
 from medstation_platform.statement_pool import StatementPool
+from medstation_platform.versioned_cache import Versioned, VersionedCache
 from patient_record import tables
 from patient_record.domain import (
     AuditEvent,
@@ -272,7 +276,12 @@ _INSERT_AUDIT_ROWS = HotQuery(
 # A batch of reads, each recorded only if its viewer may see the patient (a NULL viewer,
 # an admin, sees every patient that exists): many requests' access checks and audit
 # rows in one prepared statement, which returns the ids of the rows it recorded.
-_READ_PARAMETERS: dict[str, TypeEngine[Any]] = {**_AUDIT_PARAMETERS, "viewer": _UUID}
+# The version of the patient each read's process holds in its cache (NULL: none).
+_READ_PARAMETERS: dict[str, TypeEngine[Any]] = {
+    **_AUDIT_PARAMETERS,
+    "viewer": _UUID,
+    "cached_version": Text(),
+}
 # The batch travels as one JSON array of objects: psycopg dumps one string, where one
 # array per column costs a regular-expression check of every element.
 _READ_ROWS = (
@@ -280,23 +289,38 @@ _READ_ROWS = (
     .table_valued(*(column(name, kind) for name, kind in _READ_PARAMETERS.items()))
     .render_derived(with_types=True)
 )
+_READS = select(*_READ_ROWS.c).cte("reads")
 _READ_ALLOWED = or_(
-    and_(_READ_ROWS.c.viewer.is_(None), exists().where(_patients.c.id == _READ_ROWS.c.patient_id)),
-    _is_member(_READ_ROWS.c.patient_id, _READ_ROWS.c.viewer),
+    and_(_READS.c.viewer.is_(None), exists().where(_patients.c.id == _READS.c.patient_id)),
+    _is_member(_READS.c.patient_id, _READS.c.viewer),
 )
 _RECORDED_READS = (
     insert(_audit)
     .from_select(
         list(_AUDIT_PARAMETERS),
-        select(*(_READ_ROWS.c[name] for name in _AUDIT_PARAMETERS)).where(_READ_ALLOWED),
+        select(*(_READS.c[name] for name in _AUDIT_PARAMETERS)).where(_READ_ALLOWED),
     )
-    .returning(_audit.c.id, _audit.c.patient_id)
+    .returning(_audit.c.id)
     .cte("recorded")
 )
-# ... and the patients those reads were allowed to see, with their care teams.
+# A patient row's version: PostgreSQL gives every UPDATE of a row a new xmin (a care-team
+# change updates the patient's row too), and equal xmins mean the very same row version.
+_ROW_VERSION = cast(literal_column("patients.xmin"), Text)
+# ... and the patients those reads were allowed to see, with their versions; the care
+# team (the costly part) only where the reader's cached version is not the current one.
 _READ_PATIENTS = HotQuery(
-    select(_RECORDED_READS.c.id.label("read_id"), *_patient_columns()).join_from(
-        _RECORDED_READS, _patients, _patients.c.id == _RECORDED_READS.c.patient_id
+    select(
+        _RECORDED_READS.c.id.label("read_id"),
+        _ROW_VERSION.label("version"),
+        *_patients.c,
+        case(
+            (_ROW_VERSION.is_distinct_from(_READS.c.cached_version), _care_team_of(_patients.c.id)),
+            else_=null(),
+        ).label("care_team"),
+    ).select_from(
+        _RECORDED_READS.join(_READS, _READS.c.id == _RECORDED_READS.c.id).join(
+            _patients, _patients.c.id == _READS.c.patient_id
+        )
     )
 )
 # A batch of new notes, each inserted with its audit row and its outbox event only if
@@ -641,10 +665,12 @@ def _group_commit(
 
 @dataclass(frozen=True)
 class VisibleRead:
-    """A read to record if `viewer` may see the patient (None: an admin, who sees all)."""
+    """A read to record if `viewer` may see the patient (None: an admin, who sees all),
+    with the patient this process held when the read began (None: not cached)."""
 
     event: AuditEvent
     viewer: str | None
+    cached: Versioned[Patient] | None
 
 
 def _read_row(read: VisibleRead) -> dict[str, str | None]:
@@ -658,6 +684,7 @@ def _read_row(read: VisibleRead) -> dict[str, str | None]:
         "occurred_at": event.occurred_at.isoformat(),
         "trace_id": event.trace_id,
         "viewer": read.viewer,
+        "cached_version": None if read.cached is None else read.cached.version,
     }
 
 
@@ -667,13 +694,22 @@ class PatientReads:
     Access is decided by PostgreSQL in the statement that records the read and returns
     the record, so no read is allowed without its audit row, committed before the caller
     sees anything. Concurrent reads share that statement and its commit (a group
-    commit): one round trip per batch, however many requests it serves.
+    commit): one round trip per batch, however many requests it serves. Records are
+    cached per process, each checked against the row version that same statement
+    returns: a hit only saves building the record, and is never stale.
     """
 
     def __init__(
-        self, statements: StatementPool, registry: CollectorRegistry | None = None
+        self,
+        statements: StatementPool,
+        registry: CollectorRegistry | None = None,
+        *,
+        cache_entries: int,
     ) -> None:
         self._statements = statements
+        self._cache: VersionedCache[str, Patient] = VersionedCache(
+            name="patient", max_entries=cache_entries, registry=registry
+        )
         self._reads: GroupCommit[VisibleRead, Patient | None] = _group_commit(
             self._read_batch, _READ_PATIENTS, name="patient_reads", registry=registry
         )
@@ -681,7 +717,8 @@ class PatientReads:
     async def read_patient(self, event: AuditEvent, *, viewer: str | None) -> Patient | None:
         """The patient, its read recorded; None if it does not exist or `viewer` may not
         see it (nothing is recorded then)."""
-        return await self._reads.submit(VisibleRead(event, viewer))
+        cached = self._cache.held(event.patient_id)
+        return await self._reads.submit(VisibleRead(event, viewer, cached))
 
     async def close(self) -> None:
         await self._reads.close()
@@ -689,8 +726,19 @@ class PatientReads:
     async def _read_batch(self, reads: Sequence[VisibleRead]) -> list[Patient | None]:
         document = json.dumps([_read_row(read) for read in reads], separators=(",", ":"))
         rows = await self._statements.fetch_all(_READ_PATIENTS, {"reads": document}, traced=False)
-        found = {str(row.read_id): _patient(row) for row in rows}
-        return [found.get(read.event.id) for read in reads]
+        found = {str(row.read_id): row for row in rows}
+        return [self._patient(read, found.get(read.event.id)) for read in reads]
+
+    def _patient(self, read: VisibleRead, row: Any | None) -> Patient | None:
+        if row is None:
+            return None
+        if row.care_team is None and read.cached is not None:
+            # The statement sends no care team when the version the read held is current.
+            self._cache.served()
+            return read.cached.value
+        patient = _patient(row)
+        self._cache.keep(patient.id, row.version, patient)
+        return patient
 
 
 @dataclass(frozen=True)

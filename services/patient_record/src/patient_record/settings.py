@@ -16,6 +16,9 @@ class PatientSettings(ServiceSettings, frozen=True, kw_only=True):
         "postgresql+psycopg://medstation_patient@127.0.0.1:5432/medstation_patient"
     )
     events_stream: Annotated[str, msgspec.Meta(min_length=1)] = "medstation.patient.events"
+    # Patients whose records each process keeps, checked against the row on every read
+    # (repository.PatientReads); 0 keeps none.
+    patient_cache_entries: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 512
     # The PostgreSQL advisory lock that lets one replica at a time relay the outbox.
     outbox_relay_lock_id: int = 52_052
     # Keys the hash of idempotent requests, so the stored hash reveals nothing of the PHI

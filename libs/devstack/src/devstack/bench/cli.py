@@ -130,6 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{LIMIT_VARIABLE}={RAISED_LIMIT} (the per-user send limit)",
     )
     parser.add_argument(
+        "--patient-metrics",
+        metavar="URL",
+        help="patient-record's Prometheus URL, for the patient cache's hit ratio ('' to "
+        f"skip; default {_metrics_url(PATIENT_SERVICE)} when --patient-addr is make run's "
+        "too, else none: that port would count another stack's reads)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=None,
@@ -256,7 +263,17 @@ def _endpoints(args: argparse.Namespace) -> Endpoints:
         summary_worker_addr=args.summary_worker_addr or None,
         chat_addr=chat_addr or None,
         chat_required=bool(chat_addr) and CHAT_SERVICE in in_checkout,
+        patient_metrics_url=_patient_metrics_url(args.patient_metrics, patient_addr),
     )
+
+
+def _patient_metrics_url(given: str | None, patient_addr: str) -> str | None:
+    """The URL given ('' for none), else make run's when the patient service is make run's."""
+    if given is not None:
+        return given or None
+    if patient_addr != _local_address(PATIENT_SERVICE):
+        return None
+    return _metrics_url(PATIENT_SERVICE)
 
 
 def _first(value: float | None, default: float) -> float:
@@ -265,6 +282,10 @@ def _first(value: float | None, default: float) -> float:
 
 def _local_address(key: str) -> str:
     return f"127.0.0.1:{service_by_key(key).grpc_port}"
+
+
+def _metrics_url(key: str) -> str:
+    return f"http://127.0.0.1:{service_by_key(key).metrics_port}/metrics"
 
 
 def _local_worker_address(service: str, worker: str) -> str:

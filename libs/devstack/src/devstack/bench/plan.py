@@ -29,6 +29,8 @@ class Endpoints:
     summary_worker_addr: str | None = None  # the stack's worker (its gRPC health port)
     chat_addr: str | None = None
     chat_required: bool = False
+    # patient-record's Prometheus endpoint, for its patient cache's hit and miss counters.
+    patient_metrics_url: str | None = None
 
     def address(self, service: str) -> str | None:
         return {

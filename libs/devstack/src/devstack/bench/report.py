@@ -28,14 +28,19 @@ from devstack.bench.baselines import BaselineResult, ratio_to_ceiling
 from devstack.bench.cpu_groups import CPU_GROUPS
 from devstack.bench.custom_report import CPU_LABELS as _CPU_LABELS
 from devstack.bench.results import BenchReport, RunResult
-from devstack.bench.scenarios import SCENARIOS, Scenario
-from devstack.bench.table import MISSING, aligned, markdown, ms, number
+from devstack.bench.scenarios import (
+    PATIENT_CACHE_DEFAULT_ENTRIES,
+    PATIENT_CACHE_ENTRIES_VARIABLE,
+    SCENARIOS,
+    Scenario,
+)
+from devstack.bench.table import MISSING, aligned, markdown, ms, number, percent
 from devstack.bench.vias import VIA_DIRECT, VIA_GATEWAY, VIA_LABELS
 
 LATEST_RUN_HEADING = "Latest run"
 SCENARIO_PREFIX = "Scenario: "
 _HEADERS = (
-    "path", "conc", "req/s", "x ceiling", "p50 ms", "p99 ms", "errors", "429s",
+    "path", "conc", "req/s", "x ceiling", "p50 ms", "p99 ms", "errors", "429s", "cache hits",
     *(f"CPU µs/req {_CPU_LABELS[group]}" for group in CPU_GROUPS),
 )  # fmt: skip
 _SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
@@ -47,7 +52,7 @@ LEADING_HEADINGS = (
     memory_report.MEMORY_HEADING,
 )
 
-PREAMBLE = """# MedStation benchmarks
+PREAMBLE = f"""# MedStation benchmarks
 
 Written by `make bench` (`python -m devstack bench`; the code is in
 `libs/devstack/src/devstack/bench/`). When no stack answers on the `make run` ports,
@@ -72,13 +77,29 @@ the gateway; direct rows: the echo called with h2load); **p50/p99**
 latency of successful requests (wrk's `--latency` distribution; our generator's 1 %-wide
 log histogram); **errors** failed requests (non-2xx, socket errors, gRPC status other
 than OK); **429s** requests Envoy's local rate limiter turned away (from its admin
-stats); **CPU µs/req** user+system CPU time from `/proc/<pid>/stat` of each process over
+stats); **cache hits** the share of patient-record's patient cache reads that were hits
+during the measured window (its `cache_requests_total{{cache="patient"}}` counters, read
+from `--patient-metrics` before and after each run; `-` when the run made no patient
+cache read, as GetMe or CreateNote, or the counters could not be read);
+**CPU µs/req** user+system CPU time from `/proc/<pid>/stat` of each process over
 the measured window, divided by the successful requests: Envoy (gateway port), the service (its
 gRPC port), other services on the request path (patient-record, for summaries and
 chat), PostgreSQL (every `postgres` process, plus exited backends via the
 postmaster's children time), Redis, and the load generator itself (wrk, h2load or our
 Python process). The machine is shared and the load generator runs on the same two
 cores, so compare rows of one run rather than runs of different days.
+
+GetPatient is measured on its two paths. "GetPatient (one patient)" reads the same
+patient on every request, so after the first read its record comes from patient-record's
+in-process cache; each read still checks access and writes its audit row in PostgreSQL,
+whose statement also returns the row's version the cached record is checked against.
+"GetPatient (a different patient each time)" cycles through all bench patients, more
+than the cache holds (`{PATIENT_CACHE_ENTRIES_VARIABLE}`,
+{PATIENT_CACHE_DEFAULT_ENTRIES} by default), so each record comes from PostgreSQL, in the
+statement that checks access and writes the audit row. Their cache hits column shows
+which path each run took, and the two targets read from these rows are not met when it
+contradicts their names (over {targets.DB_MAX_HIT_RATIO:.0%} hits for the PostgreSQL
+one, under {targets.CACHE_MIN_HIT_RATIO:.0%} for the cache one).
 
 Summaries and chat use the offline model (no network, no GPU): what is measured is
 MedStation's own cost around a model call, not a model. Streamed replies and summary
@@ -130,6 +151,7 @@ def _cells(
         number(ms(stats.p99_seconds), 2),
         _errors(result),
         MISSING if result.rate_limited is None else str(result.rate_limited),
+        percent(result.cache_hit_ratio),
         *cpu,
     )
 
@@ -348,6 +370,7 @@ def results_json(report: BenchReport) -> str:
                     "p50_ms": ms(r.stats.p50_seconds),
                     "p99_ms": ms(r.stats.p99_seconds),
                     "rate_limited": r.rate_limited,
+                    "cache_hit_ratio": r.cache_hit_ratio,
                     "cpu_us_per_request": {g: r.cpu_us_per_request(g) for g in CPU_GROUPS},
                     "fresh_batch": r.fresh_batch,
                 }

@@ -25,6 +25,9 @@ class RunResult:
     stats: LoadStats
     cpu_seconds: dict[str, float]
     rate_limited: int | None  # 429s Envoy's local rate limiter answered during the run
+    # The share of the patient cache's reads that hit during the run (bench.patient_cache);
+    # None when the run made none or the counters could not be read.
+    cache_hit_ratio: float | None = None
     fresh_batch: int | None = None  # fresh-summary runs: patients made fresh for it
 
     def cpu_us_per_request(self, group: str) -> float | None:

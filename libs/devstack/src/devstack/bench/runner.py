@@ -5,10 +5,11 @@ The stack's processes' memory is read first, before any load. Then the baselines
 echo ceilings and the FastAPI reference, bench.baseline_runs), then for each scenario
 and level: a warm-up at that concurrency (connections opened, caches and pools filled,
 results discarded), then the measured run, bracketed by CPU snapshots of the processes
-on the request path and by Envoy's rate-limit counter. Then the measurements with
-clients of their own: streamed chat replies (bench.stream_runs) and summary jobs
-(bench.summary_jobs); memory again; and, when asked, the soak (bench.soak). Nothing
-here judges the numbers; the report (and bench.targets) does.
+on the request path, by Envoy's rate-limit counter and by patient-record's patient
+cache counters (bench.patient_cache). Then the measurements with clients of their own:
+streamed chat replies (bench.stream_runs) and summary jobs (bench.summary_jobs); memory
+again; and, when asked, the soak (bench.soak). Nothing here judges the numbers; the
+report (and bench.targets) does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack.api_session import ApiSession
-from devstack.bench import cpu, cpu_groups, memory, selection
+from devstack.bench import cpu, cpu_groups, memory, patient_cache, selection
 from devstack.bench.baseline_runs import run_ceilings, run_reference
 from devstack.bench.baselines import CEILINGS, REFERENCE
 from devstack.bench.dataset import BENCH_CREDENTIALS, BenchData
@@ -48,6 +49,7 @@ from devstack.bench.soak_run import SoakSetup, soak_stack
 from devstack.bench.stream_runs import StreamResult, StreamSetup, measure_streams
 from devstack.bench.summary_data import FreshPatients, batch_size, fresh_pool
 from devstack.bench.summary_jobs import JobsResult, JobsSetup, measure_jobs
+from devstack.bench.table import percent
 from devstack.bench.vias import VIA_GATEWAY
 from devstack.bench.wrk import run_wrk, wrk_binary
 from devstack.services import service_by_key
@@ -303,10 +305,13 @@ class _Measurer:
         data: BenchData,
     ) -> RunResult:
         admin = self._endpoints.envoy_admin_url
+        metrics = self._endpoints.patient_metrics_url
         limited_before = await rate_limited_count(admin)
+        reads_before = await patient_cache.cache_reads(metrics)
         before = meter.snapshot()
         stats = await self._load(scenario, via, level, self._plan.duration, cursor, data)
         after = meter.snapshot()
+        reads_after = await patient_cache.cache_reads(metrics)
         limited_after = await rate_limited_count(admin)
         limited = (
             None
@@ -320,6 +325,7 @@ class _Measurer:
             stats,
             cpu.CpuMeter.spent(before, after),
             limited,
+            patient_cache.hit_ratio(reads_before, reads_after),
         )
 
     async def _load(
@@ -377,5 +383,5 @@ def _line(result: RunResult) -> str:
     return (
         f"{result.scenario.title:<24} {result.via:<8} c={result.concurrency:<3} "
         f"{stats.ok_per_second:9.1f} req/s  p50 {p50} ms  p99 {p99} ms  "
-        f"errors {stats.errors}"
+        f"errors {stats.errors}  cache hits {percent(result.cache_hit_ratio)}"
     )

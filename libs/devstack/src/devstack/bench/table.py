@@ -11,6 +11,11 @@ def number(value: float | None, decimals: int) -> str:
     return MISSING if value is None else f"{value:,.{decimals}f}"
 
 
+def percent(share: float | None) -> str:
+    """0.123 as 12.3%: one decimal, so a few misses among many hits still show."""
+    return MISSING if share is None else f"{share:.1%}"
+
+
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1e3
 
