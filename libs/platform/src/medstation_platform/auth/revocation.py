@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Collection
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
@@ -83,7 +84,9 @@ class RedisRevocations:
         failures = 0
         while not stopping.is_set():
             try:
-                await self._follow_once(stopping)
+                # Its loads and pings would each be a one-span trace of their own.
+                with suppress_instrumentation():
+                    await self._follow_once(stopping)
                 failures = 0
             except (RedisError, OSError) as error:  # TimeoutError is an OSError
                 failures += 1
