@@ -25,7 +25,7 @@ import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from devstack.bench import cpu, patient_cache, selection
+from devstack.bench import cpu, patient_cache, runner, selection
 from devstack.bench.chat_data import LIMIT_VARIABLE, SendLimit, limit_too_low
 from devstack.bench.dataset import BenchData
 from devstack.bench.latency import LatencyHistogram
@@ -536,3 +536,9 @@ async def test_a_load_tool_run_returns_its_output_or_says_how_it_failed() -> Non
     assert await run_to_end(["sh", "-c", "echo done"], seconds=1, error=_ToolFailed) == "done\n"
     with pytest.raises(_ToolFailed, match=r"sh exited with 3:\nbroken"):
         await run_to_end(["sh", "-c", "echo broken; exit 3"], seconds=1, error=_ToolFailed)
+
+
+def test_a_run_moves_the_cycle_by_what_each_of_its_walkers_read() -> None:
+    # Two wrk threads a stride apart each read half of the requests.
+    assert runner.cycle_advance(3_000, walkers=2) == 1_500
+    assert runner.cycle_advance(3_000, walkers=1) == 3_000  # the gRPC generator

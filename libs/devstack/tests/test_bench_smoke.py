@@ -4,13 +4,15 @@ It proves the harness, not a speed (the machine is shared): every scenario measu
 some requests on both paths and none failed; the baselines (echo ceilings, FastAPI
 reference) were measured in the same run and every row got its ratio; the targets were
 computed, memory was read, and the report and chart were written. Summaries, chat,
-streamed replies and summary jobs (1 and 2 workers) included. The stack's gateway and
-chat limits are raised, as `make bench` does for a stack it starts.
+streamed replies and summary jobs (1 and 2 workers) included; afterwards the charts the
+scenarios read are as seeded and CreateNote's scratch charts are empty. The stack's
+gateway and chat limits are raised, as `make bench` does for a stack it starts.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import secrets
 import subprocess
@@ -20,12 +22,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import grpc.aio
 import pytest
 from stack_harness import Stack, running_stack
 
 from devstack import gateway_config
+from devstack.api_session import ApiSession
 from devstack.bench.baselines import ECHO_DIRECT, ECHO_DIRECT_GRPC_AIO, ECHO_GATEWAY, FASTAPI
 from devstack.bench.chat_data import LIMIT_VARIABLE
+from devstack.bench.cli import SMOKE_PATIENTS
+from devstack.bench.dataset import (
+    BENCH_CREDENTIALS,
+    BENCH_MRN_PREFIX,
+    SCRATCH_MRN_PREFIX,
+    SCRATCH_PATIENTS,
+    ensure_bench_data,
+)
 from devstack.bench.h2load import h2load_binary
 from devstack.bench.reference import missing_modules
 from devstack.bench.report import LATEST_RUN_HEADING, SCENARIO_PREFIX, split_sections
@@ -33,6 +45,9 @@ from devstack.bench.scenarios import SCENARIOS
 from devstack.bench.targets import MET
 from devstack.bench.wrk import wrk_binary
 from devstack.services import present_services
+from devstack.soap_notes import MAX_NOTES, MIN_NOTES
+from medstation.patient.v1 import patient_service_pb2 as patient_pb
+from medstation.patient.v1 import patient_service_pb2_grpc as patient_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PRESENT = {s.key for s in present_services(REPO_ROOT)}
@@ -231,6 +246,57 @@ def test_smoke_run_gives_summaries_written_now_a_fresh_batch_per_run(
     rows = [r for r in smoke["results"] if r["scenario"] == "get_summary_fresh"]
     assert rows
     assert all(r["fresh_batch"] for r in rows)
+
+
+async def _charts(
+    session: ApiSession, patients: patient_grpc.PatientRecordServiceAsyncStub
+) -> dict[str, tuple[str, int]]:
+    """The bench clinician's patients: (MRN, how many notes) by patient id."""
+    charts: dict[str, tuple[str, int]] = {}
+    request = patient_pb.ListPatientsRequest(page_size=100)
+    while True:
+        page = await patients.ListPatients(request, metadata=await session.metadata())
+        for patient in page.patients:
+            notes = await patients.ListNotes(
+                patient_pb.ListNotesRequest(patient_id=patient.id, page_size=100),
+                metadata=await session.metadata(),
+            )
+            charts[patient.id] = (patient.mrn, len(notes.notes))
+        if not page.next_page_token:
+            return charts
+        request.page_token = page.next_page_token
+
+
+@pytest.mark.timeout(900)
+async def test_smoke_run_writes_notes_only_to_scratch_patients_and_empties_them_after(
+    smoke: dict[str, Any], bench_stack: Stack
+) -> None:
+    if "create_note" not in _expected_scenarios():
+        pytest.skip("services/patient_record is not in this checkout")
+    latest = dict(split_sections(smoke["markdown"]))[LATEST_RUN_HEADING]
+    assert f"CreateNote wrote to {SCRATCH_PATIENTS} scratch patients of its own" in latest
+    assert "FAILED" not in latest
+    users = bench_stack.services["user"].address
+    records = bench_stack.services["patient-record"].address
+    async with (
+        grpc.aio.insecure_channel(users) as user_channel,
+        grpc.aio.insecure_channel(records) as patient_channel,
+    ):
+        session = ApiSession(user_channel, BENCH_CREDENTIALS)
+        patients = patient_grpc.PatientRecordServiceStub(patient_channel)
+        charts = await _charts(session, patients)
+        # A later run asking for more read patients than were seeded: the scratch
+        # patients, made after the read ones, must not make up the difference.
+        more = await ensure_bench_data(session, patients, SMOKE_PATIENTS + 10, io.StringIO())
+    read = [notes for mrn, notes in charts.values() if mrn.startswith(BENCH_MRN_PREFIX)]
+    scratch = [notes for mrn, notes in charts.values() if mrn.startswith(SCRATCH_MRN_PREFIX)]
+    assert len(read) == SMOKE_PATIENTS
+    assert all(MIN_NOTES <= notes <= MAX_NOTES for notes in read)  # as seeded
+    assert scratch == [0] * SCRATCH_PATIENTS
+    assert len(more.patient_ids) == SMOKE_PATIENTS + 10
+    assert not set(more.patient_ids) & {
+        patient_id for patient_id, (mrn, _) in charts.items() if mrn.startswith(SCRATCH_MRN_PREFIX)
+    }
 
 
 @pytest.mark.timeout(900)

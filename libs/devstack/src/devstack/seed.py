@@ -65,11 +65,14 @@ class SeedAbortedError(RuntimeError):
 
 @dataclass(frozen=True)
 class DataSetPlan:
-    """Which patients to ensure: indexes 0..patients-1 of a namespace."""
+    """Which patients to ensure: indexes 0..patients-1 of a namespace, with their notes
+    unless `with_notes` is False (charts the caller fills and empties itself: a seeded
+    note, once deleted, cannot be seeded again, as its request_id names a note now gone)."""
 
     namespace: uuid.UUID
     patients: int
     mrn_prefix: str
+    with_notes: bool = True
 
 
 @dataclass
@@ -141,6 +144,8 @@ class _Seeder:
             self.tally.patients_created += 1
         else:
             self.tally.patients_present += 1
+        if not self._plan.with_notes:
+            return
         for note in notes_for(self._plan.namespace, spec, self._notes_until):
             await self._seed_note(patient.id, note, index)
 

@@ -3,6 +3,12 @@
 Kept apart from the demo data set (another account, request-id namespace and MRN prefix)
 so `make bench` never changes what `make seed` loaded. A re-run first lists the
 clinician's patients, a few calls, and only seeds (idempotently) when too few are there.
+
+CreateNote writes to scratch patients of its own (a namespace and MRN prefix of their
+own again, charts seeded empty): written to the patients the other scenarios read, its
+thousand-odd notes a second would grow the charts that GetSummary, the chat and the
+summary jobs read, run after run. Listing tells the two apart by MRN prefix, whatever
+order they were made in; bench.scratch_charts empties the scratch charts after CreateNote.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ BENCH_CREDENTIALS = Credentials(
 )
 BENCH_NAMESPACE = "bench"
 BENCH_MRN_PREFIX = "BN"
+SCRATCH_NAMESPACE = "bench-scratch"
+SCRATCH_MRN_PREFIX = "BS"
+# One per request in flight at the highest default level (64), so concurrent CreateNotes
+# write to different charts, as they did across the bench patients; few enough to make
+# in about a second.
+SCRATCH_PATIENTS = 64
 _SEED_CONCURRENCY = 16
 _PAGE_SIZE = 100
 _NOTE_BODIES = 8
@@ -40,8 +52,9 @@ class BenchDataError(RuntimeError):
 @dataclass(frozen=True)
 class BenchData:
     """Patients the bench clinician may read, SOAP texts for CreateNote and misspelled
-    surnames to search for; the chats and questions of the chat scenarios and the patients
-    whose summary is stored (filled in by bench.preparation when those scenarios run)."""
+    surnames to search for; the chats and questions of the chat scenarios, the patients
+    whose summary is stored and the scratch patients CreateNote writes to (filled in by
+    bench.preparation when those scenarios run)."""
 
     patient_ids: tuple[str, ...]
     note_bodies: tuple[str, ...]
@@ -49,6 +62,7 @@ class BenchData:
     chat_ids: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
     summarized_patient_ids: tuple[str, ...] = ()
+    note_patient_ids: tuple[str, ...] = ()
 
 
 async def ensure_bench_data(
@@ -62,17 +76,34 @@ async def ensure_bench_data(
         return BenchData((), ())
     ids = await _listed_patient_ids(session, patients, count)
     if len(ids) < count:
-        ids = await _seeded_patient_ids(session, patients, count, progress_stream)
+        plan = DataSetPlan(namespace_uuid(BENCH_NAMESPACE), count, BENCH_MRN_PREFIX)
+        progress = ProgressBar("bench patients", count, progress_stream or sys.stderr)
+        try:
+            ids = await _seeded_patient_ids(session, patients, plan, progress)
+        finally:
+            progress.close()
     return BenchData(tuple(ids[:count]), _note_bodies(), fuzzy_queries(count))
+
+
+async def ensure_scratch_patients(
+    session: ApiSession, patients: patient_grpc.PatientRecordServiceAsyncStub, count: int
+) -> tuple[str, ...]:
+    """`count` scratch patients for CreateNote, made if missing; their charts are not seeded."""
+    plan = DataSetPlan(
+        namespace_uuid(SCRATCH_NAMESPACE), count, SCRATCH_MRN_PREFIX, with_notes=False
+    )
+    return tuple(await _seeded_patient_ids(session, patients, plan, progress=None))
 
 
 async def _listed_patient_ids(
     session: ApiSession, patients: patient_grpc.PatientRecordServiceAsyncStub, count: int
 ) -> list[str]:
+    """The first `count` bench patients by creation, the scratch patients left out."""
     ids: list[str] = []
     token = ""
-    # Bounded: enough pages for `count`, plus one for a partly filled first page.
-    for _ in range(count // _PAGE_SIZE + 2):
+    # Bounded: enough pages for `count` and the scratch patients among them, plus one for
+    # a partly filled first page.
+    for _ in range((count + SCRATCH_PATIENTS) // _PAGE_SIZE + 2):
         page = await patients.ListPatients(
             patient_pb.ListPatientsRequest(
                 page_size=_PAGE_SIZE, page_token=token, order_by="created_at"
@@ -80,7 +111,7 @@ async def _listed_patient_ids(
             metadata=await session.metadata(),
             timeout=CALL_TIMEOUT_SECONDS,
         )
-        ids += [patient.id for patient in page.patients]
+        ids += [p.id for p in page.patients if p.mrn.startswith(BENCH_MRN_PREFIX)]
         token = page.next_page_token
         if not token or len(ids) >= count:
             break
@@ -90,17 +121,12 @@ async def _listed_patient_ids(
 async def _seeded_patient_ids(
     session: ApiSession,
     patients: patient_grpc.PatientRecordServiceAsyncStub,
-    count: int,
-    progress_stream: TextIO | None,
+    plan: DataSetPlan,
+    progress: ProgressBar | None,
 ) -> list[str]:
-    plan = DataSetPlan(namespace_uuid(BENCH_NAMESPACE), count, BENCH_MRN_PREFIX)
-    progress = ProgressBar("bench patients", count, progress_stream or sys.stderr)
-    try:
-        tally = await seed_data_set(
-            session, patients, plan, concurrency=_SEED_CONCURRENCY, progress=progress
-        )
-    finally:
-        progress.close()
+    tally = await seed_data_set(
+        session, patients, plan, concurrency=_SEED_CONCURRENCY, progress=progress
+    )
     if tally.failures:
         raise BenchDataError(
             f"{len(tally.failures)} bench patients or notes failed, first: {tally.failures[0]}"

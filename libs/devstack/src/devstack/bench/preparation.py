@@ -9,7 +9,12 @@ import grpc.aio
 
 from devstack.api_session import ApiSession
 from devstack.bench.chat_data import QUESTIONS, ensure_bench_chats
-from devstack.bench.dataset import BenchData, BenchDataError, ensure_bench_data
+from devstack.bench.dataset import (
+    BenchData,
+    BenchDataError,
+    ensure_bench_data,
+    ensure_scratch_patients,
+)
 from devstack.bench.plan import OPTIONAL_SERVICES, Endpoints
 from devstack.bench.scenarios import CHAT_SERVICE, PATIENT_SERVICE, SUMMARY_SERVICE, GrpcTargets
 from devstack.bench.summary_data import reuse_pool, warm_summaries
@@ -70,11 +75,18 @@ async def prepare_data(
     patients: int,
     chats: int,
     warm_summaries_first: bool,
+    scratch_patients: int = 0,
 ) -> BenchData:
-    """Bench patients (0: none), `chats` bench chats (0: none), and the reuse scenario's
-    patients summarized when asked. A call that fails raises BenchDataError."""
+    """Bench patients (0: none), `chats` bench chats (0: none), the reuse scenario's
+    patients summarized when asked, and `scratch_patients` for CreateNote (0: none). A
+    call that fails raises BenchDataError."""
     try:
-        return await _prepare(session, targets, patients, chats, warm_summaries_first)
+        data = await _prepare(session, targets, patients, chats, warm_summaries_first)
+        if scratch_patients:
+            patient_stub = targets.patient_stub()
+            scratch = await ensure_scratch_patients(session, patient_stub, scratch_patients)
+            data = replace(data, note_patient_ids=scratch)
+        return data
     except grpc.aio.AioRpcError as error:
         raise BenchDataError(
             f"preparing the bench data failed: {error.code().name}: {error.details()}"

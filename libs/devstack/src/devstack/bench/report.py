@@ -246,7 +246,8 @@ def latest_run_section(report: BenchReport, chart: str | None = None) -> str:
         f"- took: {_duration(report.seconds)}" if report.seconds else "",
         f"- each level: {plan.warmup:g} s warm-up, then {plan.duration:g} s measured; "
         f"concurrency {levels}",
-        f"- data: the bench clinician's {report.patients} patients (1 to 5 SOAP notes each)"
+        f"- data: the bench clinician's {report.patients} patients the scenarios read "
+        "(1 to 5 SOAP notes each)"
         if report.patients
         else "- data: no patients (no patient scenario ran)",
     ]

@@ -6,7 +6,9 @@ echo ceilings and the FastAPI reference, bench.baseline_runs), then for each sce
 and level: a warm-up at that concurrency (connections opened, caches and pools filled,
 results discarded), then the measured run, bracketed by CPU snapshots of the processes
 on the request path, by Envoy's rate-limit counter and by patient-record's patient
-cache counters (bench.patient_cache). Then the measurements with clients of their own:
+cache counters (bench.patient_cache); after the last level of a scenario that wrote to
+the scratch patients (CreateNote), their charts are emptied (bench.scratch_charts), its
+outcome noted in the report. Then the measurements with clients of their own:
 streamed chat replies (bench.stream_runs) and summary jobs (bench.summary_jobs); memory
 again; and, when asked, the soak (bench.soak). Nothing here judges the numbers; the
 report (and bench.targets) does.
@@ -26,7 +28,7 @@ from devstack.api_session import ApiSession
 from devstack.bench import cpu, cpu_groups, memory, patient_cache, selection
 from devstack.bench.baseline_runs import run_ceilings, run_reference
 from devstack.bench.baselines import CEILINGS, REFERENCE
-from devstack.bench.dataset import BENCH_CREDENTIALS, BenchData
+from devstack.bench.dataset import BENCH_CREDENTIALS, SCRATCH_PATIENTS, BenchData
 from devstack.bench.event_backlog import EventBacklog, event_stream
 from devstack.bench.gateway_stats import rate_limit, rate_limit_notes, rate_limited_count
 from devstack.bench.grpc_load import run_grpc_load
@@ -45,13 +47,14 @@ from devstack.bench.scenarios import (
     Scenario,
     select,
 )
+from devstack.bench.scratch_charts import empty_scratch_charts
 from devstack.bench.soak_run import SoakSetup, soak_stack
 from devstack.bench.stream_runs import StreamResult, StreamSetup, measure_streams
 from devstack.bench.summary_data import FreshPatients, batch_size, fresh_pool
 from devstack.bench.summary_jobs import JobsResult, JobsSetup, measure_jobs
 from devstack.bench.table import percent
 from devstack.bench.vias import VIA_GATEWAY
-from devstack.bench.wrk import run_wrk, wrk_binary
+from devstack.bench.wrk import run_wrk, thread_count, wrk_binary
 from devstack.services import service_by_key
 from devstack.stack_probe import require_gateway, require_service
 
@@ -104,7 +107,9 @@ async def run_bench(
                 endpoints, plan, wrk, workdir=workdir, log=log, skipped=report.skipped
             )
         timer.end("baselines")
-        measurer = _Measurer(endpoints, plan, session, targets, data, wrk, workdir, up, log)
+        measurer = _Measurer(
+            endpoints, plan, session, targets, data, wrk, workdir, up, log, report.notes
+        )
         for scenario in chosen.scenarios:
             report.results += await measurer.scenario(scenario, _load_vias(plan.vias, wrk, report))
         timer.end("scenarios")
@@ -153,6 +158,7 @@ async def _prepare(
         patients=plan.patients if chosen.needs_patients or soaks else 0,
         chats=plan.chats if chosen.sends_messages else 0,
         warm_summaries_first=chosen.warms_summaries,
+        scratch_patients=SCRATCH_PATIENTS if chosen.writes_scratch_notes else 0,
     )
     report.patients = len(data.patient_ids)
     if data.chat_ids:
@@ -195,6 +201,7 @@ class _Measurer:
         workdir: Path,
         up: frozenset[str],
         log: Log,
+        notes: list[str],
     ) -> None:
         self._endpoints = endpoints
         self._plan = plan
@@ -205,6 +212,7 @@ class _Measurer:
         self._workdir = workdir
         self._up = up
         self._log = log
+        self._notes = notes  # the report's: what emptying the scratch charts did
 
     async def scenario(self, scenario: Scenario, vias: Sequence[str]) -> list[RunResult]:
         meter = cpu.CpuMeter(self._readers(scenario.service, scenario.upstreams))
@@ -224,12 +232,12 @@ class _Measurer:
                         warmup = await self._load(
                             scenario, via, level, self._plan.warmup, start, data
                         )
-                        cursor += warmup.requests
+                        cursor += self._advance(via, level, warmup.requests)
                         rate = warmup.requests / warmup.seconds if warmup.seconds else None
                     data = await self._run_data(fresh, rate, self._plan.duration, level)
                     start = cursor if fresh is None else 0
                     result = await self._measured(scenario, via, level, meter, start, data)
-                    cursor += result.stats.requests
+                    cursor += self._advance(via, level, result.stats.requests)
                     rate = result.stats.requests / result.stats.seconds or None
                     if fresh is not None:
                         result = replace(result, fresh_batch=len(data.patient_ids))
@@ -238,6 +246,8 @@ class _Measurer:
         finally:
             if fresh is not None:
                 await fresh.restore()
+            if scenario.writes_scratch_notes:
+                await self._empty_scratch_charts()
         return results
 
     async def streams(self) -> list[StreamResult]:
@@ -282,9 +292,22 @@ class _Measurer:
             self._targets.patient_stub(),
             fresh_pool(self._data.patient_ids),
             self._data.note_bodies[0],
-            EventBacklog(
-                event_stream(self._endpoints.redis_url, self._endpoints.summary_worker_addr)
-            ),
+            self._event_backlog(),
+        )
+
+    async def _empty_scratch_charts(self) -> None:
+        emptied = await empty_scratch_charts(
+            self._session,
+            self._targets.patient_stub(),
+            self._data.note_patient_ids,
+            self._event_backlog(),
+        )
+        self._log(emptied.describe())
+        self._notes.append(emptied.describe())
+
+    def _event_backlog(self) -> EventBacklog:
+        return EventBacklog(
+            event_stream(self._endpoints.redis_url, self._endpoints.summary_worker_addr)
         )
 
     async def _run_data(
@@ -359,6 +382,10 @@ class _Measurer:
             start=start,
         )
 
+    def _advance(self, via: str, level: int, requests: int) -> int:
+        by_wrk = via == VIA_GATEWAY and self._wrk is not None
+        return cycle_advance(requests, walkers=thread_count(level) if by_wrk else 1)
+
     def _readers(self, service: str, upstreams: Sequence[str]) -> dict[str, cpu.CpuReader]:
         return cpu_groups.request_path_readers(
             self._endpoints.gateway_url,
@@ -374,6 +401,15 @@ class _Measurer:
             for service in services
             if service in self._up and (address := self._endpoints.address(service))
         ]
+
+
+def cycle_advance(requests: int, *, walkers: int) -> int:
+    """How far a run of `requests` took the cycle's cursor, when `walkers` walk the cycle
+    each from its own point (wrk's threads, a stride apart; the gRPC generator is one
+    walker). Moving the cursor by all the requests would start the next run where
+    another walker had just been: GetPatient from PostgreSQL would then re-read what the
+    patient cache still holds."""
+    return requests // max(1, walkers)
 
 
 def _line(result: RunResult) -> str:

@@ -2,10 +2,11 @@
 
 A scenario is a cycle of requests indexed by a sequence number: the same patient every
 time (a hit in patient-record's cache after the first), a different patient each time (a
-miss, as long as the cycle is longer than the cache), a note for the next patient, the
-next bench chat's next question. Both paths walk the same cycle, so "gateway" and
-"direct" rows of a scenario do the same work. (Streamed replies and summary jobs are
-measured apart: bench.streaming, bench.summary_jobs.)
+miss, as long as the cycle is longer than the cache), a note for the next scratch patient
+(patients CreateNote has to itself, so the charts the other scenarios read keep their
+seeded notes), the next bench chat's next question. Both paths walk the same cycle, so
+"gateway" and "direct" rows of a scenario do the same work. (Streamed replies and summary
+jobs are measured apart: bench.streaming, bench.summary_jobs.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import quote
 
 from devstack.api_session import Metadata
 from devstack.bench.baselines import CEILINGS, REFERENCE
-from devstack.bench.dataset import BenchData
+from devstack.bench.dataset import SCRATCH_PATIENTS, BenchData
 from devstack.bench.grpc_load import Call
 from devstack.bench.wrk import HttpRequest
 from medstation.chat.v1 import chat_service_pb2 as chat_pb
@@ -83,6 +84,9 @@ class Scenario:
     upstreams: tuple[str, ...] = ()
     # Each run gets its own batch of patients with no stored summary (bench.summary_data).
     fresh_summaries: bool = False
+    # Writes to the scratch patients, whose charts are emptied after the scenario
+    # (bench.scratch_charts).
+    writes_scratch_notes: bool = False
 
 
 def _get_me_grpc(targets: GrpcTargets, data: BenchData, metadata: Metadata, timeout: float) -> Call:
@@ -136,7 +140,7 @@ def _create_note_grpc(
 
     def call(n: int) -> Awaitable[object]:
         request = patient_pb.CreateNoteRequest(
-            patient_id=data.patient_ids[n % len(data.patient_ids)],
+            patient_id=data.note_patient_ids[n % len(data.note_patient_ids)],
             content=data.note_bodies[n % len(data.note_bodies)],
         )
         return stub.CreateNote(request, metadata=metadata, timeout=timeout)
@@ -209,7 +213,7 @@ def _note_cycle(data: BenchData) -> list[HttpRequest]:
             f"/v1/patients/{patient_id}/notes",
             json.dumps({"content": data.note_bodies[n % len(data.note_bodies)]}),
         )
-        for n, patient_id in enumerate(data.patient_ids)
+        for n, patient_id in enumerate(data.note_patient_ids)
     ]
 
 
@@ -266,9 +270,12 @@ SCENARIOS: tuple[Scenario, ...] = (
         key="create_note",
         title="CreateNote",
         service=PATIENT_SERVICE,
-        summary="a new SOAP note (~1 KB) for the next patient: insert, audit row, outbox event",
+        summary=f"a new SOAP note (~1 KB) for the next of the {SCRATCH_PATIENTS} scratch "
+        "patients it has to itself (charts no other scenario reads, emptied after this "
+        "one): insert, audit row, outbox event",
         http_cycle=_note_cycle,
         grpc_call=_create_note_grpc,
+        writes_scratch_notes=True,
     ),
     Scenario(
         key="get_summary_reuse",

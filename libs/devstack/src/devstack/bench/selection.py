@@ -57,6 +57,10 @@ class Selection:
         ) or bool({STREAM_MESSAGE, SUMMARY_JOBS} & set(self.measurements))
 
     @property
+    def writes_scratch_notes(self) -> bool:
+        return any(s.writes_scratch_notes for s in self.scenarios)
+
+    @property
     def warms_summaries(self) -> bool:
         return REUSE_SCENARIO in self._keys()
 
