@@ -6,8 +6,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import sqlalchemy
+from psycopg import conninfo
+from sqlalchemy.engine import make_url
 
-from devstack.postgres import database_url, drop_database, ensure_database
+from devstack.postgres import analyze_databases, database_url, drop_database, ensure_database
 from devstack.pytest_plugin import MakeDatabase
 
 
@@ -96,3 +98,21 @@ def test_make_database_gives_a_fresh_database_for_sqlalchemy(make_database: Make
         engine.dispose()
     assert name == user
     assert name.startswith("devstack_fixture_")
+
+
+def test_analyzing_after_a_load_gives_the_planner_the_tables_row_counts(
+    postgres_admin_url: str, make_database: MakeDatabase
+) -> None:
+    database = make_url(make_database("Analyzed")).database
+    assert database is not None
+    url = conninfo.make_conninfo(postgres_admin_url, dbname=database)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE loaded (id int)")
+        conn.execute("INSERT INTO loaded SELECT generate_series(1, 5000)")
+
+    analyzed = analyze_databases(postgres_admin_url, [database, "medstation_no_such_database"])
+
+    assert analyzed == [database]
+    with psycopg.connect(url) as conn:
+        [(rows,)] = conn.execute("SELECT reltuples FROM pg_class WHERE relname = 'loaded'")
+    assert rows == 5000

@@ -12,14 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 import psycopg
-from psycopg import sql
+from psycopg import conninfo, sql
 from psycopg.conninfo import conninfo_to_dict
 
 ADMIN_URL_ENV = "MEDSTATION_POSTGRES_ADMIN_URL"
@@ -102,6 +102,31 @@ def drop_database(admin_url: str, database: str, role: str) -> None:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def analyze_databases(admin_url: str, databases: Sequence[str]) -> list[str]:
+    """ANALYZE each of `databases` that exists; the ones analyzed.
+
+    After a bulk load, as pgbench does after its own: the planner otherwise keeps the
+    default estimates of an empty table until autovacuum analyzes it, and on servers
+    where autovacuum is off (this project's machines run so) it never does. The plans the
+    services prepare in the meantime stay with them.
+    """
+    analyzed = []
+    for database in databases:
+        if not _exists_database(admin_url, database):
+            continue
+        url = conninfo.make_conninfo(admin_url, dbname=database)
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute("ANALYZE")
+        analyzed.append(database)
+    return analyzed
+
+
+def _exists_database(admin_url: str, database: str) -> bool:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+        return found.fetchone() is not None
 
 
 def database_url(

@@ -29,6 +29,7 @@ from google.protobuf import timestamp_pb2
 
 from devstack.api_session import ApiSession, Credentials, Metadata, SignInError
 from devstack.demo_people import PatientSpec, namespace_uuid, patient_spec
+from devstack.postgres import admin_url_from_env, analyze_databases
 from devstack.progress import ProgressBar
 from devstack.services import service_by_key
 from devstack.soap_notes import NoteSpec, notes_for, notes_until
@@ -252,6 +253,8 @@ async def _seed_demo(args: argparse.Namespace) -> int:
             )
         finally:
             progress.close()
+    # As after any bulk load (this machine's PostgreSQL has no autovacuum to do it).
+    analyze_databases(admin_url_from_env(), [service_by_key("patient-record").database])
     print(summary(tally, time.monotonic() - started))
     return 1 if tally.failures else 0
 

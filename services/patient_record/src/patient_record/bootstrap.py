@@ -27,8 +27,9 @@ from medstation_platform.statement_pool import StatementPool
 from medstation_platform.telemetry import instrument_engine
 from patient_record import tables
 from patient_record.grpc_api import SERVICE_NAME, PatientRecordServicer
-from patient_record.repository import NoteInserts, PatientReads, PatientUnitOfWork
+from patient_record.repository import PatientUnitOfWork
 from patient_record.settings import PatientSettings
+from patient_record.shared_statements import NoteInserts, PatientReads
 from patient_record.use_cases import Records
 
 DOMAIN = "medstation.patient"

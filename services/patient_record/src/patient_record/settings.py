@@ -17,7 +17,7 @@ class PatientSettings(ServiceSettings, frozen=True, kw_only=True):
     )
     events_stream: Annotated[str, msgspec.Meta(min_length=1)] = "medstation.patient.events"
     # Patients whose records each process keeps, checked against the row on every read
-    # (repository.PatientReads); 0 keeps none.
+    # (shared_statements.PatientReads); 0 keeps none.
     patient_cache_entries: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 512
     # The PostgreSQL advisory lock that lets one replica at a time relay the outbox.
     outbox_relay_lock_id: int = 52_052

@@ -46,13 +46,8 @@ from patient_record.domain import (
     patient_updated,
     resolve_note_time,
 )
-from patient_record.repository import (
-    AuditQuery,
-    NoteInserts,
-    PatientQuery,
-    PatientReads,
-    PatientUnitOfWork,
-)
+from patient_record.repository import AuditQuery, PatientQuery, PatientUnitOfWork
+from patient_record.shared_statements import NoteInserts, PatientReads
 
 T = TypeVar("T")
 V = TypeVar("V")

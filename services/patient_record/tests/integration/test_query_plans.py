@@ -16,7 +16,7 @@ from devstack.pytest_plugin import MakeDatabase
 from devstack.query_plans import fill_database, query_plan
 from medstation_platform.migrations import upgrade_to_head
 from patient_record.__main__ import MIGRATIONS
-from patient_record.domain import AuditEvent, PatientOrder, SortValue
+from patient_record.domain import PatientOrder, SortValue
 from patient_record.repository import (
     AuditQuery,
     PatientQuery,
@@ -24,8 +24,8 @@ from patient_record.repository import (
     note_page_statement,
     patient_page_statement,
     patient_statement,
-    visible_read_statement,
 )
+from patient_record.shared_statements import insert_notes_statement, read_patients_statement
 
 PATIENTS = 100_000
 CLINICIAN = str(uuid.UUID(int=1, version=4))  # on the care team of every 30th patient
@@ -134,20 +134,45 @@ def _viewer_id(viewer: str) -> str | None:
 
 @pytest.mark.parametrize("viewer", ["admin", "clinician"])
 async def test_get_patient_uses_indexes(plans_engine: AsyncEngine, viewer: str) -> None:
-    event = AuditEvent(
-        id=str(uuid.uuid4()),
-        actor_id=CLINICIAN,
-        action="patient.read",
-        patient_id=SOME_ID,
-        note_id=None,
-        occurred_at=datetime.now(UTC),
-        trace_id="",
-    )
-    for statement in (
-        patient_statement(SOME_ID, _viewer_id(viewer)),
-        visible_read_statement(event, _viewer_id(viewer)),
-    ):
+    read = {
+        "id": str(uuid.uuid4()),
+        "actor_id": CLINICIAN,
+        "action": "patient.read",
+        "patient_id": SOME_ID,
+        "note_id": None,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "trace_id": "",
+        "viewer": _viewer_id(viewer),
+        "cached_version": None,
+    }
+    shared = read_patients_statement().params(reads=json.dumps([read, read]))
+    for statement in (patient_statement(SOME_ID, _viewer_id(viewer)), shared):
         _assert_indexed(await query_plan(plans_engine, statement))
+
+
+@pytest.mark.parametrize("viewer", ["admin", "clinician"])
+async def test_create_note_uses_indexes(plans_engine: AsyncEngine, viewer: str) -> None:
+    now = datetime.now(UTC).isoformat()
+    note: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "patient_id": SOME_ID,
+        "author_id": CLINICIAN,
+        "content": "S: cough",
+        "note_time": now,
+        "created_at": now,
+        "viewer": _viewer_id(viewer),
+        "audit_id": str(uuid.uuid4()),
+        "action": "note.create",
+        "trace_id": "",
+        "occurred_at": now,
+        "event_id": str(uuid.uuid4()),
+        "event_type": "note.created",
+        "payload": {},
+        "trace_context": None,
+    }
+    statement = insert_notes_statement().params(notes=json.dumps([note, note]))
+
+    _assert_indexed(await query_plan(plans_engine, statement))
 
 
 @pytest.mark.parametrize("order", _ORDERS, ids=lambda order: order.spelling)

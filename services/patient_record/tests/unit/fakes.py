@@ -29,13 +29,12 @@ from patient_record.repository import (
     AuditRepository,
     EventOutbox,
     IdempotencyRepository,
-    NoteInserts,
     NoteRepository,
     PatientQuery,
-    PatientReads,
     PatientRepository,
     PatientUnitOfWork,
 )
+from patient_record.shared_statements import NoteInserts, PatientReads
 
 # Stands in for pg_trgm: close enough to tell a typo from another name.
 _MATCH_THRESHOLD = 0.5
@@ -176,12 +175,6 @@ class FakeAudit(AuditRepository):
 
     async def record(self, events: Sequence[AuditEvent]) -> None:
         self._tables.audit.extend(events)
-
-    async def record_if_visible(self, event: AuditEvent, *, viewer: str | None) -> bool:
-        if self._tables.visible(event.patient_id, viewer) is None:
-            return False
-        self._tables.audit.append(event)
-        return True
 
     async def list_page(self, query: AuditQuery) -> list[AuditEvent]:
         events = [

@@ -43,6 +43,7 @@ from devstack.bench.scenarios import (
     STREAM_MESSAGE,
     SUMMARY_JOBS,
     SUMMARY_SERVICE,
+    USER_SERVICE,
     GrpcTargets,
     Scenario,
     select,
@@ -55,7 +56,8 @@ from devstack.bench.summary_jobs import JobsResult, JobsSetup, measure_jobs
 from devstack.bench.table import percent
 from devstack.bench.vias import VIA_GATEWAY
 from devstack.bench.wrk import run_wrk, thread_count, wrk_binary
-from devstack.services import service_by_key
+from devstack.postgres import analyze_databases
+from devstack.services import SERVICES, service_by_key
 from devstack.stack_probe import require_gateway, require_service
 
 CALL_TIMEOUT_SECONDS = 10.0
@@ -92,6 +94,7 @@ async def run_bench(
         report.notes += chosen.notes
         report.notes += rate_limit_notes(await rate_limit(endpoints.envoy_admin_url))
         data = await _prepare(session, targets, plan, chosen, up, report)
+        await _analyze(endpoints.postgres_admin_url, up, report)
         wrk = wrk_binary()
         report.facts = await asyncio.to_thread(
             machine_facts, endpoints.postgres_admin_url, endpoints.redis_url, wrk
@@ -141,6 +144,16 @@ class _PhaseTimer:
 
     def describe(self) -> str:
         return ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in self._phases)
+
+
+async def _analyze(admin_url: str, up: frozenset[str], report: BenchReport) -> None:
+    """Statistics for the data just loaded: without them the services' prepared plans keep
+    the planner's guesses for empty tables (this machine's PostgreSQL runs without
+    autovacuum, so nothing else would ever analyze them)."""
+    databases = [s.database for s in SERVICES if s.key == USER_SERVICE or s.key in up]
+    analyzed = await asyncio.to_thread(analyze_databases, admin_url, databases)
+    if analyzed:
+        report.notes.append(f"data: ANALYZE after loading it ({', '.join(analyzed)})")
 
 
 async def _prepare(
