@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import random
 import socket
 from collections.abc import Mapping
+from pathlib import Path
 
 
 class PortInUseError(RuntimeError):
@@ -19,12 +21,31 @@ class PortInUseError(RuntimeError):
         self.purpose = purpose
 
 
+# Below the kernel's ephemeral range: a listener started a moment after its port was
+# chosen must not find it taken by an outgoing connection (the kernel numbers those from
+# the ephemeral range, and a stack makes hundreds). Linux's default range starts at 32768.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10_000
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A port nothing listens on now, below the ephemeral range and never handed out
+    before by this process (two services asking in turn get different ports)."""
+    highest = _first_ephemeral_port() - 1
+    for _ in range(1_000):
+        port = random.randint(_LOWEST_PORT, highest)  # noqa: S311  # not a secret
+        if port not in _handed_out and is_port_free(port, host):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port between {_LOWEST_PORT} and {highest} on {host}")
+
+
+def _first_ephemeral_port() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def is_port_free(port: int, host: str = "127.0.0.1") -> bool:
