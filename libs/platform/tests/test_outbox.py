@@ -5,7 +5,8 @@ import json
 import secrets
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -220,17 +221,8 @@ async def test_an_event_committed_after_a_newer_one_was_published_still_goes_out
 async def test_the_writing_requests_trace_context_travels_with_the_event(
     engine: AsyncEngine, redis: Redis, table: Table, stream: str, lock_id: int
 ) -> None:
-    span = SpanContext(
-        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-        span_id=0xB7AD6B7169203331,
-        is_remote=False,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
-    )
-    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span)))
-    try:
+    with _in_a_sampled_trace():
         await _stage(engine, table, _event(1))
-    finally:
-        otel_context.detach(token)
     await _stage(engine, table, _event(2))  # outside any trace
 
     await _relay(engine, redis, table, stream, lock_id).relay_once()
@@ -413,6 +405,22 @@ async def test_the_relays_polling_is_not_traced(
         await engine.dispose()
 
 
+@contextmanager
+def _in_a_sampled_trace() -> Iterator[None]:
+    """Code run as a sampled request's (trace 0af7…319c, span b7ad…3331) would run."""
+    span = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def _stream_has_entries(redis: Redis, stream: str) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return bool(await _entries(redis, stream))
@@ -424,17 +432,8 @@ def test_an_outbox_row_is_the_event_with_a_fresh_id_and_the_callers_trace_contex
     payload: dict[str, Any] = {"n": 1}
     event = OutboxEvent("patient.updated", "patient-1", payload)
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    span = SpanContext(
-        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
-        span_id=0xB7AD6B7169203331,
-        is_remote=False,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
-    )
-    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(span)))
-    try:
+    with _in_a_sampled_trace():
         row = outbox_row(event, now=now)
-    finally:
-        otel_context.detach(token)
     untraced = outbox_row(event, now=now)
     payload["n"] = 2  # the request changing its dict later does not change the row
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
@@ -29,6 +28,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Histogram
 
 from medstation_platform import errors
+from medstation_platform.metrics import shared_metric
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
@@ -141,20 +141,17 @@ class GroupCommit(Generic[ItemT, ResultT]):
 
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-# One histogram per registry: prometheus_client refuses a metric name twice, and a
-# service writes more than one kind of batch.
-_histograms: weakref.WeakKeyDictionary[CollectorRegistry, Histogram] = weakref.WeakKeyDictionary()
 
 
 def _batch_items(registry: CollectorRegistry) -> Histogram:
-    histogram = _histograms.get(registry)
-    if histogram is None:
-        histogram = Histogram(
+    return shared_metric(
+        registry,
+        "group_commit_batch_items",
+        lambda into: Histogram(
             "group_commit_batch_items",
             "Items written per group-commit statement (requests sharing one round trip).",
             ["name"],
             buckets=_BATCH_BUCKETS,
-            registry=registry,
-        )
-        _histograms[registry] = histogram
-    return histogram
+            registry=into,
+        ),
+    )

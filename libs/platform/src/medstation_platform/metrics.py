@@ -25,9 +25,28 @@ and `envoy_http_downstream_rq_xx{envoy_response_code_class}`.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+MetricT = TypeVar("MetricT")
+_shared: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def shared_metric(
+    registry: CollectorRegistry, name: str, build: Callable[[CollectorRegistry], MetricT]
+) -> MetricT:
+    """The metric `name` of `registry`, built on first use: prometheus_client refuses a
+    name twice, and one process builds several users of a metric (group commits, caches)."""
+    metrics = _shared.setdefault(registry, {})
+    if name not in metrics:
+        metrics[name] = build(registry)
+    metric: MetricT = metrics[name]
+    return metric
+
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 

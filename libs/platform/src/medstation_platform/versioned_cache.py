@@ -11,12 +11,13 @@ Bounded: at most `max_entries` values, the least recently used dropped first.
 
 from __future__ import annotations
 
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
+
+from medstation_platform.metrics import shared_metric
 
 KeyT = TypeVar("KeyT")
 ValueT = TypeVar("ValueT")
@@ -70,19 +71,14 @@ class VersionedCache(Generic[KeyT, ValueT]):
         return len(self._entries)
 
 
-# One counter per registry: prometheus_client refuses a metric name twice, and a
-# process may keep more than one cache.
-_counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
 def _requests(registry: CollectorRegistry) -> Counter:
-    counter = _counters.get(registry)
-    if counter is None:
-        counter = Counter(
+    return shared_metric(
+        registry,
+        "cache_requests_total",
+        lambda into: Counter(
             "cache_requests_total",
             "Reads of an in-process cache: hit (the held version was current) or miss.",
             ["cache", "result"],
-            registry=registry,
-        )
-        _counters[registry] = counter
-    return counter
+            registry=into,
+        ),
+    )
