@@ -78,7 +78,6 @@ class StatementPool:
                 "options": f"-c statement_timeout={statement_timeout_ms}",
             },
         )
-
         self._checks: set[asyncio.Task[None]] = set()
 
     @property
