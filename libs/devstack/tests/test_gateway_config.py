@@ -484,6 +484,13 @@ def test_tracing_is_rendered_only_with_a_collector(local_options: GatewayOptions
     socket = clusters(traced)["otlp_collector"]["load_assignment"]["endpoints"][0]
     address = socket["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
     assert (address["address"], address["port_value"]) == ("collector", 4317)
+    # Spans leave in batches, within a second, not in an export call per five spans.
+    assert "layered_runtime" not in parse(local_options)
+    (layer,) = traced["layered_runtime"]["layers"]
+    assert layer["static_layer"] == {
+        "tracing.opentelemetry.min_flush_spans": 512,
+        "tracing.opentelemetry.flush_interval_ms": 1000,
+    }
 
 
 def test_cors_lists_exact_origins_or_any(local_options: GatewayOptions) -> None:
