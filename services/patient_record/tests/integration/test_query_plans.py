@@ -123,9 +123,7 @@ async def plans_engine(plans_database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(params=["100k patients", "1k patients"])
-async def shared_plans_engine(
-    request: pytest.FixtureRequest, make_database: MakeDatabase
-) -> AsyncIterator[AsyncEngine]:
+async def shared_plans_engine(request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
     """An engine on each size of database, for the statements every busy request runs."""
     large = request.param == "100k patients"
     fixture = "plans_database_url" if large else "small_clinic_database_url"
