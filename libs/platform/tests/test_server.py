@@ -71,3 +71,37 @@ async def test_a_taken_port_is_an_error_not_a_shared_listener() -> None:
             )  # fmt: skip
     finally:
         await first.stop(0)
+
+
+def _pending_call_requests() -> list[str]:
+    """The names of grpc.aio's tasks waiting for the next call: one for the generic
+    handlers, and one per registered method."""
+    names = (getattr(task.get_coro(), "__name__", "") for task in asyncio.all_tasks())
+    return [name for name in names if name in ("_request_call", "_request_registered_call")]
+
+
+async def test_every_method_is_served_with_one_pending_call_request() -> None:
+    # Generated `add_*_to_server` functions add a generic handler and register the same
+    # methods again. grpc.aio keeps a request pending per registered method and waits on
+    # all of them for each call it accepts; served by the generic handlers alone, it
+    # waits on one, and every method (the service's, health's, reflection's) answers.
+    def register_generated_way(server: grpc.aio.Server) -> None:
+        handlers = {"Wait": grpc.unary_unary_rpc_method_handler(_slow)}
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("test.Slow", handlers),)
+        )
+        server.add_registered_method_handlers("test.Slow", handlers)  # type: ignore[attr-defined]
+
+    running = await start_server(
+        host="127.0.0.1", port=0, bindings=[ServiceBinding("test.Slow", register_generated_way)],
+        interceptors=[],
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(0.05)  # the server's loop arms its requests
+        assert _pending_call_requests() == ["_request_call"]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            wait = channel.unary_unary(SLOW_METHOD, None, None)
+            assert await wait(b"", timeout=5) == b"done"
+            assert await _status(channel, "test.Slow") == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await running.stop(0)
