@@ -14,9 +14,16 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import baggage, propagate, trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+)
 from opentelemetry.trace import SpanKind, StatusCode
 
 from medstation_platform import errors
@@ -365,3 +372,87 @@ def test_an_unrecorded_span_neither_describes_its_caller_nor_loses_its_trace() -
     assert not span.is_recording()
     assert current is span  # the call's code runs with it, and passes its trace on
     assert span.get_span_context().trace_id == caller.trace_id
+
+
+def _provider(sampler: Sampler) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+_TRACE = "0af7651916cd43dd8448eb211c80319c"
+_PARENT = "b7ad6b7169203331"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pytest.param({"traceparent": f"00-{_TRACE}-{_PARENT}-00"}, id="unsampled"),
+        pytest.param(
+            {"traceparent": f"00-{_TRACE}-{_PARENT}-00", "tracestate": "vendor=a,other=b"},
+            id="with-trace-state",
+        ),
+        pytest.param(
+            {"traceparent": f"00-{_TRACE}-{_PARENT}-00", "tracestate": ""}, id="empty-state"
+        ),
+        pytest.param({"traceparent": f" 00-{_TRACE}-{_PARENT}-00\t"}, id="padded"),
+        pytest.param({"traceparent": f"00-{_TRACE}-{_PARENT}-02"}, id="other-flags"),
+        pytest.param({"traceparent": f"00-{_TRACE}-{_PARENT}-01"}, id="sampled"),
+        pytest.param({"traceparent": f"00-{_TRACE.upper()}-{_PARENT}-00"}, id="upper-case"),
+        pytest.param({"traceparent": f"00-{'0' * 32}-{_PARENT}-00"}, id="zero-trace-id"),
+        pytest.param({"traceparent": f"00-{_TRACE}-{'0' * 16}-00"}, id="zero-parent-id"),
+        pytest.param({"traceparent": f"00-{_TRACE}-{_PARENT}-00-extra"}, id="v00-with-suffix"),
+        pytest.param({"traceparent": f"01-{_TRACE}-{_PARENT}-00-later"}, id="later-version"),
+        pytest.param({"traceparent": f"ff-{_TRACE}-{_PARENT}-00"}, id="invalid-version"),
+        pytest.param({"traceparent": "garbage"}, id="garbage"),
+        pytest.param(
+            {"traceparent": f"00-{_TRACE}-{_PARENT}-00", "baggage": "tenant=7"}, id="baggage"
+        ),
+        pytest.param({}, id="no-traceparent"),
+    ],
+)
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        # Production's sampler; a ratio of 1 so that new traces (invalid parents) are
+        # sampled the same way by both, not by chance.
+        pytest.param(ParentBasedTraceIdRatio(1.0), id="parent-based-ratio"),
+        pytest.param(ParentBased(ALWAYS_ON), id="parent-based-always-on"),
+        pytest.param(ALWAYS_ON, id="always-on"),
+        pytest.param(ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON), id="keeps-all"),
+    ],
+)
+def test_a_calls_span_is_what_the_sdk_would_make_of_its_headers(
+    metadata: dict[str, str], sampler: Sampler
+) -> None:
+    # The pipeline's own way for unsampled callers must agree with the propagator and the
+    # SDK's sampler on every input; where it does not apply, it must step aside.
+    provider, exporter = _provider(sampler)
+    spans = ServerSpans(f"/{SERVICE}/Echo", tracer_provider=provider)
+    parent = propagate.extract(metadata)
+    expected = provider.get_tracer("reference").start_span("x", context=parent)
+    recorded = expected.is_recording()
+    expected.end()
+
+    with spans.span(metadata, _Peer() if recorded else PeerNeverAsked()) as span:
+        current = trace.get_current_span()
+        recording = span.is_recording()
+        current_baggage = dict(baggage.get_all())
+
+    ours, theirs = span.get_span_context(), expected.get_span_context()
+    assert current is span
+    assert recording == recorded
+    if trace.get_current_span(parent).get_span_context().is_valid:
+        assert ours.trace_id == theirs.trace_id  # the caller's trace
+    assert ours.trace_flags == theirs.trace_flags
+    assert ours.trace_state == theirs.trace_state
+    assert ours.is_remote is theirs.is_remote is False
+    assert ours.span_id != trace.get_current_span(parent).get_span_context().span_id
+    assert current_baggage == dict(baggage.get_all(parent))
+    assert len(exporter.get_finished_spans()) == 2 * recorded
+
+
+class _Peer:
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:5000"

@@ -9,12 +9,17 @@ parent (the caller's W3C `traceparent`) and semantic-convention attributes. The
 instrumentation's client side stays in use for outgoing calls.
 
 Attributes that cost something to compute (the peer address, the user agent) are added
-only to spans that are recorded: most are not, at a production sampling rate.
+only to spans that are recorded: most are not, at a production sampling rate. Most calls
+arrive in a trace the gateway chose not to sample; under a parent-based sampler (the
+default, and production's) their span is decided before any sampler runs, so the
+pipeline makes it straight from the `traceparent` header: 2 µs where the propagator and
+the SDK's sampler took 12.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Protocol
@@ -23,10 +28,26 @@ from urllib.parse import unquote
 import grpc
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 _EXCLUDED_SERVICES_VARIABLE = "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES"
 _OK = grpc.StatusCode.OK.value[0]
+# Version 00 of W3C trace context, exactly as the propagator accepts it, with no flag set
+# (not sampled): anything else takes the propagator's way.
+_UNSAMPLED_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-00")
+# The headers of the default propagators (W3C trace context and baggage).
+_W3C_FIELDS = frozenset({"traceparent", "tracestate", "baggage"})
+_DROPS_UNSAMPLED_REMOTE_PARENTS = "remoteParentNotSampled:AlwaysOffSampler"
 
 
 class CallContext(Protocol):
@@ -62,12 +83,21 @@ class ServerSpans:
             "rpc.grpc.status_code": _OK,
         }
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._unsampled = _UnsampledSpans.for_provider(tracer_provider)
 
     @contextmanager
     def span(self, metadata: Mapping[str, str | bytes], context: CallContext) -> Iterator[Span]:
         """The call's span, current until the block ends; ended, with its status, after."""
         if not self._traced:
             yield trace.INVALID_SPAN
+            return
+        unsampled = None if self._unsampled is None else self._unsampled.child_of(metadata)
+        if unsampled is not None:
+            token = otel_context.attach(trace.set_span_in_context(unsampled, Context()))
+            try:
+                yield unsampled
+            finally:
+                otel_context.detach(token)
             return
         parent = propagate.extract(metadata)
         span = self._tracer.start_span(
@@ -86,6 +116,59 @@ class ServerSpans:
         finally:
             otel_context.detach(token)
             span.end()
+
+
+class _UnsampledSpans:
+    """The span of a call whose caller did not sample its trace, made as the SDK makes it
+    under a sampler that drops such calls: not recorded, in the caller's trace, with an id
+    of its own and the caller's trace state."""
+
+    def __init__(self, provider: SdkTracerProvider) -> None:
+        self._new_span_id = provider.id_generator.generate_span_id
+
+    @classmethod
+    def for_provider(cls, provider: trace.TracerProvider | None) -> _UnsampledSpans | None:
+        """None unless `provider` is the SDK's, its sampler drops every call of an unsampled
+        remote parent, and the propagators read W3C headers only; then nothing the
+        sampler or propagators would do is skipped."""
+        provider = trace.get_tracer_provider() if provider is None else provider
+        if not isinstance(provider, SdkTracerProvider):
+            return None  # tracing off (OTEL_SDK_DISABLED) or another SDK
+        sampler = provider.sampler.get_description()
+        fields = propagate.get_global_textmap().fields
+        if not sampler.startswith("ParentBased{") or _DROPS_UNSAMPLED_REMOTE_PARENTS not in sampler:
+            return None
+        if "traceparent" not in fields or not fields <= _W3C_FIELDS:
+            return None
+        return cls(provider)
+
+    def child_of(self, metadata: Mapping[str, str | bytes]) -> NonRecordingSpan | None:
+        """The span, or None when the call is not in an unsampled W3C trace (or carries
+        baggage, which only the propagator reads)."""
+        traceparent = metadata.get("traceparent")
+        if not isinstance(traceparent, str) or "baggage" in metadata:
+            return None
+        parent = _UNSAMPLED_TRACEPARENT.fullmatch(traceparent.strip(" \t"))
+        if parent is None:
+            return None
+        trace_id, parent_id = int(parent[1], 16), int(parent[2], 16)
+        if not trace_id or not parent_id:
+            return None  # invalid: the propagator starts a new trace
+        tracestate = metadata.get("tracestate")
+        state = (
+            TraceState.from_header([tracestate])
+            if isinstance(tracestate, str) and tracestate
+            else None
+        )
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                self._new_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.DEFAULT),
+                trace_state=state,
+            )
+        )
 
 
 def record_status(span: Span, code: grpc.StatusCode, details: str) -> None:
