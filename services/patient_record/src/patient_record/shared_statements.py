@@ -122,16 +122,15 @@ _RECORDED_READS = (
 # A patient row's version: PostgreSQL gives every UPDATE of a row a new xmin (a care-team
 # change updates the patient's row too), and equal xmins mean the very same row version.
 _ROW_VERSION = cast(literal_column("patients.xmin"), Text)
+_STALE = _ROW_VERSION.is_distinct_from(_READS.c.cached_version)
 # Each allowed read's patient, by one index probe (see _access_probes), with its version;
-# the care team (the costly part) only where the reader's cached version is not current.
+# the record (its care team the costly part) only where the reader's cached version is
+# not current: a cache hit's row is its ids and version, nothing to parse.
 _READ_PATIENT = (
     select(
         _ROW_VERSION.label("version"),
-        *_patients.c,
-        case(
-            (_ROW_VERSION.is_distinct_from(_READS.c.cached_version), care_team_of(_patients.c.id)),
-            else_=null(),
-        ).label("care_team"),
+        *(case((_STALE, column), else_=null()).label(column.name) for column in _patients.c),
+        case((_STALE, care_team_of(_patients.c.id)), else_=null()).label("care_team"),
     )
     .where(_patients.c.id == _READS.c.patient_id)
     .limit(_ONE)
@@ -142,7 +141,9 @@ _READ_PATIENT = (
 def read_patients_statement() -> Select[Any]:
     """GetPatient's statement: the batch (one JSON parameter, `reads`) in, one row per
     read its viewer was allowed out."""
-    return select(_RECORDED_READS.c.id.label("read_id"), *_READ_PATIENT.c).select_from(
+    # The read's id as text, as the batch sent it: no uuid.UUID made and printed per row.
+    read_id = cast(_RECORDED_READS.c.id, Text).label("read_id")
+    return select(read_id, *_READ_PATIENT.c).select_from(
         _RECORDED_READS.join(_READS, _READS.c.id == _RECORDED_READS.c.id).join(
             _READ_PATIENT, true()
         )
@@ -314,7 +315,7 @@ class PatientReads:
     async def _read_batch(self, reads: Sequence[VisibleRead]) -> list[Patient | None]:
         document = json.dumps([_read_row(read) for read in reads], separators=(",", ":"))
         rows = await self._statements.fetch_all(_READ_PATIENTS, {"reads": document}, traced=False)
-        found = {str(row.read_id): row for row in rows}
+        found = {row.read_id: row for row in rows}
         return [self._patient(read, found.get(read.event.id)) for read in reads]
 
     def _patient(self, read: VisibleRead, row: Any | None) -> Patient | None:
