@@ -111,3 +111,34 @@ def test_sigterm_stops_the_children_and_exits_zero(
 
     assert driver.popen.wait(timeout=15) == 0, driver.log_tail()
     assert _gone(child_pid)
+
+
+async def test_output_is_relayed_whole_lines_in_order_however_it_arrives(tmp_path: Path) -> None:
+    # Lines come split across writes, hundreds in one write, and the last without a
+    # newline: each is relayed once, whole, in order, to the console and the log file.
+    code = (
+        "import sys, time\n"
+        "out = sys.stdout.buffer\n"
+        "out.write(b'first ha'); out.flush(); time.sleep(0.2)\n"
+        "out.write(b'lf\\n'); out.flush()\n"
+        "out.write(b''.join(b'line %d caf\\xc3\\xa9\\n' % n for n in range(500))); out.flush()\n"
+        "out.write(b'\\xc3'); out.flush(); time.sleep(0.2); out.write(b'\\xa9 split\\n')\n"
+        "out.write(b'last, no newline'); out.flush()\n"
+    )
+    console = io.StringIO()
+    supervisor = Supervisor(tmp_path, console=console, policy=FAST)
+    await supervisor.start(_python(code, "chatty"))
+    await _until(lambda: "last, no newline" in console.getvalue())
+    await supervisor.stop()
+
+    expected = [
+        "first half",
+        *(f"line {n} café" for n in range(500)),
+        "é split",
+        "last, no newline",
+    ]
+    relayed = [line for line in console.getvalue().splitlines() if line.startswith("chatty ")]
+    assert relayed[: len(expected)] == [f"chatty     | {line}" for line in expected]
+    logged = (tmp_path / "chatty.log").read_text(encoding="utf-8").splitlines()
+    start = logged.index("first half")  # after the "started" line, which shows the code
+    assert logged[start : start + len(expected)] == expected

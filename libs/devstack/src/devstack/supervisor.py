@@ -24,6 +24,8 @@ from typing import TextIO
 ReadyCheck = Callable[[Callable[[], str | None]], Awaitable[None]]
 
 _LINE_LIMIT = 16 * 1024 * 1024
+# What one read of a child's output takes at most: many lines, under load.
+_CHUNK_BYTES = 256 * 1024
 _TAIL_LINES = 40
 
 
@@ -176,14 +178,28 @@ class Supervisor:
         child.pump = asyncio.create_task(self._pump(child, child.process))
 
     async def _pump(self, child: _Child, process: asyncio.subprocess.Process) -> None:
+        """Relays the child's output as it comes, whole lines only, as many at a time as
+        arrived together: under load Envoy's access log is thousands of lines a second,
+        and a write and a flush per line took a fifth of a core at ~15 000."""
         assert process.stdout is not None  # noqa: S101  # created with stdout=PIPE
+        partial = b""
         with child.log_path.open("a", encoding="utf-8") as log:
-            async for raw in process.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                child.tail.append(line)
-                self._emit(child.spec.name, line)
+            while chunk := await process.stdout.read(_CHUNK_BYTES):
+                *complete, partial = (partial + chunk).split(b"\n")
+                if len(partial) >= _LINE_LIMIT:  # no newline in sight: relay what came
+                    complete.append(partial)
+                    partial = b""
+                if complete:
+                    self._relay(child, log, complete)
+            if partial:  # its last line, without a newline
+                self._relay(child, log, [partial])
+
+    def _relay(self, child: _Child, log: TextIO, raw_lines: list[bytes]) -> None:
+        lines = [raw.decode("utf-8", errors="replace") for raw in raw_lines]
+        log.write("".join(f"{line}\n" for line in lines))
+        log.flush()
+        child.tail.extend(lines)
+        self._emit_lines(child.spec.name, lines)
 
     async def _reap(self, child: _Child) -> int:
         assert child.process is not None  # noqa: S101  # only called after _spawn
@@ -232,7 +248,11 @@ class Supervisor:
                 await child.pump
 
     def _emit(self, name: str, line: str) -> None:
-        self._console.write(f"{name:<{self._label_width}} | {line}\n")
+        self._emit_lines(name, [line])
+
+    def _emit_lines(self, name: str, lines: list[str]) -> None:
+        label = f"{name:<{self._label_width}} | "
+        self._console.write("".join(f"{label}{line}\n" for line in lines))
         self._console.flush()
 
 
