@@ -21,6 +21,7 @@ from devstack.bench import cli, own_stack
 from devstack.bench.baselines import (
     ECHO_DIRECT,
     ECHO_GATEWAY,
+    ECHO_GATEWAY_BESIDE,
     FASTAPI,
     BaselineResult,
     ratio_to_ceiling,
@@ -505,3 +506,33 @@ def test_wrk_scripts_can_go_without_a_token_and_pace_themselves() -> None:
     assert "Authorization" not in script
     assert "function delay()\n  return 24\nend" in script
     assert "function delay()" not in lua_script([HttpRequest("GET", "/")], "t", threads=1)
+
+
+def test_the_cache_target_reads_its_row_against_the_echo_measured_beside_it() -> None:
+    # The baselines phase caught the machine fast (35 000 requests in the window), the row
+    # and the echo around it a slower minute: the target divides by the echo of that
+    # minute (both measurements' requests over their seconds), and shows the other.
+    report = _good_run()
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 15_000, hits=0.999)
+    before, after = (
+        _baseline(ECHO_GATEWAY_BESIDE, 16, 29_000),
+        _baseline(ECHO_GATEWAY_BESIDE, 16, 31_000),
+    )
+    report.baselines += [before, after]
+    one = _by_name(evaluate(report))[_ONE_PATIENT]
+    assert one.verdict == MET  # 1 500 over 3 000: 0.50x, where 1 500 over 3 500 is 0.43x
+    assert "right before and after it 3,000 req/s (2,900 before, 3,100 after): 0.50x" in one.numbers
+    assert "against the baselines phase's echo (3,500 req/s, p99 20.0 ms) 0.43x" in one.numbers
+    assert one.numbers.endswith("; cache hits 99.9%")
+
+    report.baselines[-1] = _baseline(ECHO_GATEWAY_BESIDE, 16, 41_000)  # 0.43x of 3 500
+    assert _by_name(evaluate(report))[_ONE_PATIENT].verdict == NOT_MET
+
+
+def test_without_both_echoes_beside_it_the_cache_target_uses_the_baselines_phase() -> None:
+    report = _good_run()
+    report.results[1] = _row("get_patient_hit", "gateway", 16, 15_000, hits=0.999)
+    report.baselines.append(_baseline(ECHO_GATEWAY_BESIDE, 16, 29_000))  # the run stopped
+    one = _by_name(evaluate(report))[_ONE_PATIENT]
+    assert one.verdict == NOT_MET
+    assert "echo · gateway · REST · wrk 3,500 req/s, p99 20.0 ms: 0.43x" in one.numbers

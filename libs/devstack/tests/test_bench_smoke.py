@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -28,7 +29,13 @@ from stack_harness import Stack, running_stack
 
 from devstack import gateway_config
 from devstack.api_session import ApiSession
-from devstack.bench.baselines import ECHO_DIRECT, ECHO_DIRECT_GRPC_AIO, ECHO_GATEWAY, FASTAPI
+from devstack.bench.baselines import (
+    ECHO_DIRECT,
+    ECHO_DIRECT_GRPC_AIO,
+    ECHO_GATEWAY,
+    ECHO_GATEWAY_BESIDE,
+    FASTAPI,
+)
 from devstack.bench.chat_data import LIMIT_VARIABLE
 from devstack.bench.cli import SMOKE_PATIENTS
 from devstack.bench.dataset import (
@@ -42,7 +49,7 @@ from devstack.bench.h2load import h2load_binary
 from devstack.bench.reference import missing_modules
 from devstack.bench.report import LATEST_RUN_HEADING, SCENARIO_PREFIX, split_sections
 from devstack.bench.scenarios import SCENARIOS
-from devstack.bench.targets import MET
+from devstack.bench.targets import MET, target_level
 from devstack.bench.wrk import wrk_binary
 from devstack.services import present_services
 from devstack.soap_notes import MAX_NOTES, MIN_NOTES
@@ -126,6 +133,11 @@ def _rows(smoke: dict[str, Any], via: str) -> list[dict[str, Any]]:
     return [row for row in smoke["results"] if row["via"] == via]
 
 
+def _by_name_target(smoke: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target under its words before the comparison sign."""
+    return {re.split(" [≥≤]", t["target"])[0]: t for t in smoke["targets"]}
+
+
 def _expected_baselines() -> set[str]:
     expected = {ECHO_DIRECT_GRPC_AIO}
     if h2load_binary() is not None:
@@ -173,9 +185,18 @@ def test_smoke_run_measures_the_ceilings_and_the_reference_at_every_level(
     smoke: dict[str, Any],
 ) -> None:
     rows = smoke["baselines"]
-    assert {(r["baseline"], r["concurrency"]) for r in rows} == {
+    beside = [r for r in rows if r["baseline"] == ECHO_GATEWAY_BESIDE]
+    assert {(r["baseline"], r["concurrency"]) for r in rows if r not in beside} == {
         (key, level) for key in _expected_baselines() for level in _SMOKE_LEVELS
     }
+    if ECHO_GATEWAY in _expected_baselines() and "patient-record" in PRESENT:
+        # The echo again right before and right after GetPatient (one patient) through
+        # the gateway at the targets' level, which its target is read against.
+        assert [r["concurrency"] for r in beside] == [target_level(_SMOKE_LEVELS)] * 2
+        one = _by_name_target(smoke)["GetPatient from cache (one patient, read again and again)"]
+        assert "the echo through the gateway right before and after it" in one["numbers"]
+    else:
+        assert beside == []
     for row in rows:
         assert row["ok"] > 0, row
         assert row["errors"] == 0, row

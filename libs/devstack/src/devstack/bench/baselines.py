@@ -19,6 +19,9 @@ from devstack.bench.vias import VIA_DIRECT, VIA_GATEWAY
 ECHO_DIRECT = "echo_direct"
 ECHO_DIRECT_GRPC_AIO = "echo_direct_grpc_aio"
 ECHO_GATEWAY = "echo_gateway"
+# The echo through the gateway again, right before and right after a row a target reads
+# against it (bench.runner): the same minute's ceiling.
+ECHO_GATEWAY_BESIDE = "echo_gateway_beside"
 FASTAPI = "fastapi"
 # Measurement keys for --scenarios.
 CEILINGS = "ceilings"
@@ -54,6 +57,15 @@ BASELINES: dict[str, Baseline] = {
         "(`gateway/envoy.yaml.j2`, every filter on: rate limit, JWT verified against the "
         "stack's JWKS with the bench's real token, transcoder, tracing, access log) — the "
         "ceiling of the gateway rows",
+    ),
+    ECHO_GATEWAY_BESIDE: Baseline(
+        ECHO_GATEWAY_BESIDE,
+        "echo · gateway · REST · wrk, beside",
+        "the same echo through the same gateway, measured again right before and right "
+        "after the row a target divides by it (GetPatient from cache, at the target's "
+        "level), with the same warm-up and duration: this machine's speed drifts by "
+        "15-35 % within minutes, so the target reads that row against the echo of the "
+        "same minute, not of the baselines phase",
     ),
     FASTAPI: Baseline(
         FASTAPI,

@@ -27,7 +27,7 @@ import httpx
 from google.protobuf.message import Message
 
 from devstack import envoy, gateway_config
-from devstack.bench import cpu_groups
+from devstack.bench import cpu, cpu_groups
 from devstack.bench.baselines import (
     ECHO_DIRECT,
     ECHO_DIRECT_GRPC_AIO,
@@ -231,12 +231,7 @@ async def measure_ceilings(
     skipped: list[str],
 ) -> list[BaselineResult]:
     """Every level directly (h2load, grpc.aio) and through the echo gateway (wrk)."""
-    readers = cpu_groups.readers(
-        {
-            cpu_groups.GATEWAY: [cpu_groups.port_of(stack.gateway_url)],
-            cpu_groups.SERVICE: [cpu_groups.address_port(stack.address)],
-        }
-    )
+    readers = echo_cpu_readers(stack)
     levels = plan.concurrency
 
     async def measure(key: str, load: LoadRun) -> None:
@@ -277,22 +272,42 @@ async def measure_ceilings(
                 call_timeout=_CALL_TIMEOUT_SECONDS,
             ),
         )
-    if tools.wrk is None:
+    through_gateway = echo_through_gateway(stack, tools, token, workdir=workdir)
+    if through_gateway is None:
         skipped.append("echo through the gateway (wrk): wrk is not installed (`make bench-deps`)")
     else:
-        wrk = tools.wrk
-
-        async def through_gateway(level: int, seconds: float) -> LoadStats:
-            return await run_wrk(
-                wrk,
-                stack.gateway_url,
-                [HttpRequest("GET", f"/v1/echo/{ECHO_TEXT}")],
-                await token(),
-                concurrency=level,
-                duration=seconds,
-                start=0,
-                workdir=workdir,
-            )
-
         await measure(ECHO_GATEWAY, through_gateway)
     return results
+
+
+def echo_through_gateway(
+    stack: EchoStack, tools: Tools, token: TokenSource, *, workdir: Path
+) -> LoadRun | None:
+    """wrk calling the echo through its gateway (None without wrk)."""
+    if tools.wrk is None:
+        return None
+    wrk = tools.wrk
+
+    async def through_gateway(level: int, seconds: float) -> LoadStats:
+        return await run_wrk(
+            wrk,
+            stack.gateway_url,
+            [HttpRequest("GET", f"/v1/echo/{ECHO_TEXT}")],
+            await token(),
+            concurrency=level,
+            duration=seconds,
+            start=0,
+            workdir=workdir,
+        )
+
+    return through_gateway
+
+
+def echo_cpu_readers(stack: EchoStack) -> dict[str, cpu.CpuReader]:
+    """The echo's gateway and service, as the ceilings' CPU columns read them."""
+    return cpu_groups.readers(
+        {
+            cpu_groups.GATEWAY: [cpu_groups.port_of(stack.gateway_url)],
+            cpu_groups.SERVICE: [cpu_groups.address_port(stack.address)],
+        }
+    )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.bench.baselines import BaselineResult
+from devstack.bench.baselines import ECHO_GATEWAY_BESIDE, BaselineResult
 from devstack.bench.results import RunResult
 
 _BAR_HEIGHT_INCHES = 0.16
@@ -32,6 +32,7 @@ def chart_points(
     points = [
         ChartPoint(b.baseline.path, b.concurrency, b.stats.ok_per_second, _ms(b.stats.p99_seconds))
         for b in baselines
+        if b.key != ECHO_GATEWAY_BESIDE  # the echo gateway's row again, for one target
     ]
     points += [
         ChartPoint(

@@ -55,9 +55,10 @@ def ceilings_section(results: Sequence[BaselineResult], measured: str) -> str:
     described = "\n".join(f"- **{BASELINES[key].path}**: {BASELINES[key].summary}." for key in keys)
     return "\n\n".join(
         (
-            "Measured in the same run, on the same cores, before the scenarios; every "
-            "scenario row's **x ceiling** column is its req/s over the ceiling of its path "
-            f"at the same concurrency. Measured {measured}.",
+            "Measured in the same run, on the same cores, before the scenarios (the echo "
+            "rows marked beside: around the row named below); every scenario row's "
+            "**x ceiling** column is its req/s over the ceiling of its path at the same "
+            f"concurrency, as measured before the scenarios. Measured {measured}.",
             described,
             markdown(_HEADERS, baseline_rows(results)),
             "Reading: " + ceilings_reading(results),

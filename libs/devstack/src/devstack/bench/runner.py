@@ -6,12 +6,16 @@ echo ceilings and the FastAPI reference, bench.baseline_runs), then for each sce
 and level: a warm-up at that concurrency (connections opened, caches and pools filled,
 results discarded), then the measured run, bracketed by CPU snapshots of the processes
 on the request path, by Envoy's rate-limit counter and by patient-record's patient
-cache counters (bench.patient_cache); after the last level of a scenario that wrote to
-the scratch patients (CreateNote), their charts are emptied (bench.scratch_charts), its
-outcome noted in the report. Then the measurements with clients of their own:
-streamed chat replies (bench.stream_runs) and summary jobs (bench.summary_jobs); memory
-again; and, when asked, the soak (bench.soak). Nothing here judges the numbers; the
-report (and bench.targets) does.
+cache counters (bench.patient_cache). The row a target divides by the echo ceiling
+(GetPatient from cache through the gateway at the target's level) has the echo through
+the gateway measured again right before and right after it (its processes stay up,
+idle, after the ceilings): the machine's speed drifts within minutes, and that target
+reads the row against the same minute's echo. After the last level of a scenario that
+wrote to the scratch patients (CreateNote), their charts are emptied
+(bench.scratch_charts), its outcome noted in the report. Then the measurements with
+clients of their own: streamed chat replies (bench.stream_runs) and summary jobs
+(bench.summary_jobs); memory again; and, when asked, the soak (bench.soak). Nothing
+here judges the numbers; the report (and bench.targets) does.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from devstack.api_session import ApiSession
 from devstack.bench import cpu, cpu_groups, memory, patient_cache, selection
-from devstack.bench.baseline_runs import run_ceilings, run_reference
-from devstack.bench.baselines import CEILINGS, REFERENCE
+from devstack.bench.baseline_runs import EchoBeside, run_ceilings, run_reference
+from devstack.bench.baselines import CEILINGS, REFERENCE, BaselineResult
 from devstack.bench.dataset import BENCH_CREDENTIALS, SCRATCH_PATIENTS, BenchData
 from devstack.bench.event_backlog import EventBacklog, event_stream
 from devstack.bench.gateway_stats import rate_limit, rate_limit_notes, rate_limited_count
@@ -54,6 +58,7 @@ from devstack.bench.stream_runs import StreamResult, StreamSetup, measure_stream
 from devstack.bench.summary_data import FreshPatients, batch_size, fresh_pool
 from devstack.bench.summary_jobs import JobsResult, JobsSetup, measure_jobs
 from devstack.bench.table import percent
+from devstack.bench.targets import GET_PATIENT_CACHE, target_level
 from devstack.bench.vias import VIA_GATEWAY
 from devstack.bench.wrk import run_wrk, thread_count, wrk_binary
 from devstack.postgres import analyze_databases
@@ -100,21 +105,24 @@ async def run_bench(
             machine_facts, endpoints.postgres_admin_url, endpoints.redis_url, wrk
         )
         timer.end("preparing data")
+        beside: EchoBeside | None = None
         if CEILINGS in chosen.baselines:
-            report.baselines += await run_ceilings(
+            ceilings, beside = await run_ceilings(
                 endpoints, plan, session.access_token, wrk,
-                workdir=workdir, log=log, skipped=report.skipped,
+                keep=channels, workdir=workdir, log=log, skipped=report.skipped,
             )  # fmt: skip
+            report.baselines += ceilings
         if REFERENCE in chosen.baselines:
             report.baselines += await run_reference(
                 endpoints, plan, wrk, workdir=workdir, log=log, skipped=report.skipped
             )
         timer.end("baselines")
         measurer = _Measurer(
-            endpoints, plan, session, targets, data, wrk, workdir, up, log, report.notes
+            endpoints, plan, session, targets, data, wrk, workdir, up, log, report.notes, beside
         )
         for scenario in chosen.scenarios:
             report.results += await measurer.scenario(scenario, _load_vias(plan.vias, wrk, report))
+        report.baselines += measurer.beside_results
         timer.end("scenarios")
         if STREAM_MESSAGE in chosen.measurements:
             report.streams = await measurer.streams()
@@ -215,6 +223,7 @@ class _Measurer:
         up: frozenset[str],
         log: Log,
         notes: list[str],
+        beside: EchoBeside | None = None,
     ) -> None:
         self._endpoints = endpoints
         self._plan = plan
@@ -226,6 +235,8 @@ class _Measurer:
         self._up = up
         self._log = log
         self._notes = notes  # the report's: what emptying the scratch charts did
+        self._beside = beside
+        self.beside_results: list[BaselineResult] = []
 
     async def scenario(self, scenario: Scenario, vias: Sequence[str]) -> list[RunResult]:
         meter = cpu.CpuMeter(self._readers(scenario.service, scenario.upstreams))
@@ -249,7 +260,12 @@ class _Measurer:
                         rate = warmup.requests / warmup.seconds if warmup.seconds else None
                     data = await self._run_data(fresh, rate, self._plan.duration, level)
                     start = cursor if fresh is None else 0
+                    beside = self._beside_echo(scenario, via, level)
+                    if beside is not None:
+                        self.beside_results.append(await beside(self._plan.warmup))
                     result = await self._measured(scenario, via, level, meter, start, data)
+                    if beside is not None:
+                        self.beside_results.append(await beside(0))  # warm from the row
                     cursor += self._advance(via, level, result.stats.requests)
                     rate = result.stats.requests / result.stats.seconds or None
                     if fresh is not None:
@@ -262,6 +278,27 @@ class _Measurer:
             if scenario.writes_scratch_notes:
                 await self._empty_scratch_charts()
         return results
+
+    def _beside_echo(
+        self, scenario: Scenario, via: str, level: int
+    ) -> Callable[[float], Awaitable[BaselineResult]] | None:
+        """For the row a target divides by the echo ceiling (GetPatient from cache through
+        the gateway at the target's level): the echo's measurement, to run right before
+        and right after it. None for every other row, or without the echo gateway."""
+        beside = self._beside
+        plan = self._plan
+        if (
+            beside is None
+            or scenario.key != GET_PATIENT_CACHE
+            or via != VIA_GATEWAY
+            or level != target_level(plan.concurrency)
+        ):
+            return None
+
+        async def measure(warmup: float) -> BaselineResult:
+            return await beside.measure(level, warmup=warmup, duration=plan.duration, log=self._log)
+
+        return measure
 
     async def streams(self) -> list[StreamResult]:
         setup = StreamSetup(
