@@ -41,7 +41,7 @@ class _GenericHandlersOnly:
 
     grpc.aio keeps one pending call request per registered method and `asyncio.wait`s on
     all of them for every call it accepts; with a service's dozen methods, health and
-    reflection that wait was ~4 % of patient-record's CPU under load. Served through the
+    reflection that wait was ~4 % of patient-record's GIL time under load. Served through the
     generic handler alone, one request is pending and each call waits on one future.
     """
 

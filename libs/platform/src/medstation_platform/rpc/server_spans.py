@@ -12,8 +12,8 @@ Attributes that cost something to compute (the peer address, the user agent) are
 only to spans that are recorded: most are not, at a production sampling rate. Most calls
 arrive in a trace the gateway chose not to sample; under a parent-based sampler (the
 default, and production's) their span is decided before any sampler runs, so the
-pipeline makes it straight from the `traceparent` header: 2 µs where the propagator and
-the SDK's sampler took 12.
+pipeline makes it straight from the `traceparent` header: 7.4 µs a call, span and
+context included, where the propagator and the SDK's sampler took 11.8.
 """
 
 from __future__ import annotations
