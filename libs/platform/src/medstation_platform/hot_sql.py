@@ -11,13 +11,15 @@ A `HotQuery` is written once in SQLAlchemy Core with named `bindparam`s and comp
 import to psycopg's SQL; executing it uses the connection (and so the transaction, or
 autocommit) the unit of work already holds, traces it like the SQLAlchemy
 instrumentation does (statement text only, never the parameters), and maps connection
-failures to DatabaseUnavailable like the unit of work.
+failures to DatabaseUnavailable like the unit of work. On a connection in autocommit
+it runs as a statement prepared once per connection on libpq directly
+(`medstation_platform.libpq_execution`), in a transaction through psycopg's cursor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import psycopg
 from opentelemetry import trace
@@ -26,11 +28,15 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy.dialects.postgresql.psycopg import PGDialectAsync_psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from medstation_platform import libpq_execution
 from medstation_platform.db import DatabaseUnavailable
 
 _DIALECT = PGDialectAsync_psycopg()  # type: ignore[no-untyped-call]
+# The same statement with `$n` placeholders, for libpq_execution's prepared statements.
+_NUMBERED_DIALECT = PGDialectAsync_psycopg(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
 _tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")
 
 
@@ -44,6 +50,10 @@ class HotQuery:
         self.sql: str = compiled.string
         self.parameters: frozenset[str] = frozenset(compiled.params)
         self.operation: str = self.sql.split(None, 1)[0].upper()
+        numbered = cast(SQLCompiler, statement.compile(dialect=_NUMBERED_DIALECT))
+        self.numbered = libpq_execution.NumberedStatement(
+            numbered.string, numbered.positiontup or ()
+        )
 
     def bind(self, values: Mapping[str, object]) -> dict[str, object]:
         """The parameters, checked: a missing or unknown name is a bug, not a NULL."""
@@ -143,6 +153,8 @@ async def _execute(
     fetch: bool | Literal["all"],
 ) -> Any:
     try:
+        if libpq_execution.usable(driver):
+            return await libpq_execution.run(driver, query.numbered, parameters, fetch)
         async with driver.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(query.sql, parameters, prepare=True)
             if fetch == "all":
