@@ -125,6 +125,19 @@ async def test_statements_dropped_behind_its_back_are_prepared_again(
     assert len(await _prepared(driver)) == 1
 
 
+async def test_a_statement_prepared_by_a_caller_that_gave_up_is_used(
+    driver: psycopg.AsyncConnection[Any],
+) -> None:
+    await _run(driver, _ECHO, True, body="abc")
+    # What a caller cancelled between the server's Parse and reading its reply leaves: the
+    # statement on the server, not in the connection's record of what it prepared.
+    libpq_execution._states[driver].prepared.clear()
+
+    assert (await _run(driver, _ECHO, True, body="abcd")).length == 4
+    assert (await _run(driver, _ECHO, True, body="abcde")).length == 5
+    assert len(await _prepared(driver)) == 1
+
+
 async def test_a_large_parameter_is_sent_whole(driver: psycopg.AsyncConnection[Any]) -> None:
     body = "x" * 8_000_000  # larger than any socket buffer: libpq flushes it in parts
 

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 _CANCEL_TIMEOUT_SECONDS = 5.0
 # SQLSTATE invalid_sql_statement_name: executing a prepared statement that is not there.
 _UNDEFINED_PREPARED_STATEMENT = b"26000"
+_DUPLICATE_PREPARED_STATEMENT = b"42P05"
 
 
 class NumberedStatement:
@@ -105,7 +106,7 @@ async def run(
             await _prepare(driver, state, name, statement.sql, types)
         driver.pgconn.send_query_prepared(name, parameters, tx.formats)
         results = await _results(driver)
-        if _statement_missing(results):
+        if _failed_with(results, _UNDEFINED_PREPARED_STATEMENT):
             # Dropped behind our back: psycopg sends DEALLOCATE ALL after a ROLLBACK on
             # a connection it has prepared statements on (a unit of work's, say), and
             # DISCARD ALL drops them too. Nothing ran, so preparing again is safe.
@@ -131,14 +132,18 @@ async def _prepare(
     types: Sequence[int] | None,
 ) -> None:
     driver.pgconn.send_prepare(name, sql, types)
-    _check(await _results(driver), driver)
+    results = await _results(driver)
+    # Already there when a caller gave up after the server prepared it but before the
+    # reply was read: the name stands for this statement and these types, so it is ours.
+    if not _failed_with(results, _DUPLICATE_PREPARED_STATEMENT):
+        _check(results, driver)
     state.prepared.add(name)
 
 
-def _statement_missing(results: list[pq.abc.PGresult]) -> bool:
+def _failed_with(results: list[pq.abc.PGresult], sqlstate: bytes) -> bool:
     return any(
         result.status == pq.ExecStatus.FATAL_ERROR
-        and result.error_field(pq.DiagnosticField.SQLSTATE) == _UNDEFINED_PREPARED_STATEMENT
+        and result.error_field(pq.DiagnosticField.SQLSTATE) == sqlstate
         for result in results
     )
 
