@@ -55,6 +55,10 @@ class HotQuery:
             numbered.string, numbered.positiontup or ()
         )
 
+    def span_attributes(self, database: str) -> dict[str, str]:
+        """What a span of this statement records: the text, never the parameters."""
+        return {"db.system": "postgresql", "db.name": database, "db.statement": self.sql}
+
     def bind(self, values: Mapping[str, object]) -> dict[str, object]:
         """The parameters, checked: a missing or unknown name is a bug, not a NULL."""
         if set(values) != self.parameters:

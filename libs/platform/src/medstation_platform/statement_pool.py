@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from medstation_platform.db import DatabaseUnavailable
 from medstation_platform.hot_sql import HotQuery, run_on_driver
+from medstation_platform.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,15 @@ class StatementPool:
             },
         )
         self._checks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings) -> StatementPool:
+        """The pool a service's settings size (`database_statement_pool_size`)."""
+        return cls(
+            settings.database_url,
+            size=settings.database_statement_pool_size,
+            statement_timeout_ms=settings.database_statement_timeout_ms,
+        )
 
     @property
     def name(self) -> str:

@@ -100,11 +100,7 @@ async def build(
     def unit_of_work() -> PatientUnitOfWork:
         return PatientUnitOfWork(engine)
 
-    statements = StatementPool(
-        settings.database_url,
-        size=settings.database_statement_pool_size,
-        statement_timeout_ms=settings.database_statement_timeout_ms,
-    )
+    statements = StatementPool.for_service(settings)
     await statements.open()
     instrument_statement_pool(statements, registry, name="medstation_patient_statements")
     records = Records(

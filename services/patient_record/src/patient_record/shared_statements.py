@@ -244,11 +244,7 @@ def _group_commit(
         registry=registry,
         max_batch=max_batch,
         span_name="INSERT medstation_patient",
-        span_attributes={
-            "db.system": "postgresql",
-            "db.name": "medstation_patient",
-            "db.statement": query.sql,
-        },
+        span_attributes=query.span_attributes("medstation_patient"),
     )
 
 

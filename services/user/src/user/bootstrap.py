@@ -17,11 +17,13 @@ from medstation_platform.auth.revocation import RedisRevocations
 from medstation_platform.auth.tokens import TOKEN_LEEWAY_SECONDS, TokenVerifier
 from medstation_platform.db import build_engine, dispose_engine
 from medstation_platform.pagination import PageTokenCodec
-from medstation_platform.pool_metrics import instrument_pool
+from medstation_platform.pool_metrics import instrument_pool, instrument_statement_pool
 from medstation_platform.redis_connection import build_redis
 from medstation_platform.rpc.server import ServiceBinding
+from medstation_platform.statement_pool import StatementPool
 from medstation_platform.telemetry import instrument_engine
 from user import use_cases
+from user.account_reads import SharedAccountReads
 from user.domain import SessionPolicy
 from user.grpc_api import SERVICE_NAME, UserServicer
 from user.passwords import Passwords
@@ -44,10 +46,14 @@ class UserService:
     verifier: TokenVerifier
     binding: ServiceBinding
     engine: AsyncEngine
+    statements: StatementPool
+    accounts: SharedAccountReads
     redis: Redis
     registry: CollectorRegistry
 
     async def close(self) -> None:
+        await self.accounts.close()
+        await self.statements.close()
         await self.redis.aclose()
         await dispose_engine(self.engine)
 
@@ -67,6 +73,11 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
     def unit_of_work() -> UserUnitOfWork:
         return UserUnitOfWork(engine)
 
+    statements = StatementPool.for_service(settings)
+    await statements.open()
+    instrument_statement_pool(statements, registry, name="medstation_user_statements")
+    accounts = SharedAccountReads(statements, registry)
+
     passphrase = settings.signing_key_passphrase.get_secret_value().encode()
     access_ttl = timedelta(seconds=settings.access_token_ttl_seconds)
     key = await use_cases.ensure_signing_key(unit_of_work, passphrase, clock())
@@ -76,6 +87,7 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
     )
     identity = Identity(
         unit_of_work=unit_of_work,
+        accounts=accounts,
         passwords=Passwords(),
         throttle=LoginThrottle(
             redis,
@@ -119,6 +131,8 @@ async def build(settings: UserSettings, *, clock: Callable[[], datetime] = utc_n
         verifier=verifier,
         binding=ServiceBinding(SERVICE_NAME, register),
         engine=engine,
+        statements=statements,
+        accounts=accounts,
         redis=redis,
         registry=registry,
     )

@@ -14,7 +14,7 @@ from user import tables
 from user.domain import EmailAlreadyRegistered, RefreshToken, SigningKey, User
 
 
-def _user(row: Any) -> User:
+def user_from_row(row: Any) -> User:
     return User(
         id=str(row.id),
         email=row.email,
@@ -59,12 +59,12 @@ class UserRepository:
 
     async def get(self, user_id: str) -> User | None:
         row = await fetch_first(self._connection, _USER_BY_ID, {"user_id": user_id})
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)
 
     async def get_by_email(self, email: str) -> User | None:
         query = select(tables.users).where(tables.users.c.email == email)
         row = (await self._connection.execute(query)).first()
-        return None if row is None else _user(row)
+        return None if row is None else user_from_row(row)
 
     async def save(self, user: User) -> None:
         values = {key: value for key, value in vars(user).items() if key != "id"}
@@ -86,7 +86,7 @@ class UserRepository:
                 literal(created_at, users.c.created_at.type), literal(user_id, users.c.id.type)
             )
             query = query.where(tuple_(users.c.created_at, users.c.id) > boundary)
-        return [_user(row) for row in await self._connection.execute(query)]
+        return [user_from_row(row) for row in await self._connection.execute(query)]
 
 
 class RefreshTokenRepository:

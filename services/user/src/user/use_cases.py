@@ -49,11 +49,18 @@ class Revocations(Protocol):
     async def revoke_sessions(self, session_ids: Collection[str]) -> None: ...
 
 
+class AccountReads(Protocol):
+    """Accounts by id outside any transaction (user.account_reads)."""
+
+    async def get(self, user_id: str) -> User | None: ...
+
+
 @dataclass(frozen=True)
 class Identity:
     """The user service's collaborators, built once by `bootstrap`."""
 
     unit_of_work: Callable[[], UserUnitOfWork]
+    accounts: AccountReads
     passwords: Passwords
     throttle: Throttle
     revocations: Revocations
@@ -146,8 +153,7 @@ async def logout(identity: Identity, *, refresh_token: str) -> None:
 
 
 async def get_me(identity: Identity, principal: Principal) -> User:
-    async with identity.unit_of_work().autocommit() as uow:
-        return await _active_caller(uow, principal)
+    return _active(await identity.accounts.get(principal.user_id))
 
 
 async def update_me(identity: Identity, principal: Principal, changes: ProfileChanges) -> User:
@@ -319,7 +325,10 @@ async def _issue(
 
 async def _active_caller(uow: UserUnitOfWork, principal: Principal) -> User:
     """The caller's own account, re-read: a deactivated account is refused at once."""
-    user = await uow.users.get(principal.user_id)
+    return _active(await uow.users.get(principal.user_id))
+
+
+def _active(user: User | None) -> User:
     if user is None or not user.active:
         raise AccountInactive()
     return user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
@@ -10,6 +11,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from devstack.rpc_failures import failure
 from medstation.user.v1 import user_service_pb2 as pb
 from services.user.tests.integration.user_client import PASSWORD, Session, UserClient
+from user.bootstrap import UserService
 
 if TYPE_CHECKING:
     from medstation.user.v1.user_service_pb2_grpc import UserServiceAsyncStub
@@ -33,6 +35,25 @@ async def test_get_me_returns_the_callers_account(
     me = await stub.GetMe(pb.GetMeRequest(), metadata=session.metadata)
 
     assert me == registered
+
+
+async def test_concurrent_callers_share_reads_and_each_gets_their_own_account(
+    client: UserClient, stub: UserServiceAsyncStub, service: UserService
+) -> None:
+    sessions = [await client.clinician() for _ in range(4)]
+    expected = [session.user.id for session in sessions] * 10
+
+    def batches() -> float:
+        labels = {"name": "account_reads"}
+        return service.registry.get_sample_value("group_commit_batch_items_count", labels) or 0
+
+    before = batches()
+    answers = await asyncio.gather(
+        *(stub.GetMe(pb.GetMeRequest(), metadata=sessions[i % 4].metadata) for i in range(40))
+    )
+
+    assert [me.id for me in answers] == expected
+    assert 1 <= batches() - before < 40  # one statement served several callers
 
 
 async def test_update_me_with_a_mask_changes_only_the_masked_fields(
@@ -143,3 +164,17 @@ async def test_a_display_name_with_a_nul_byte_is_a_400_not_a_database_error(
     failed = await failure(_update_me(stub, session, pb.User(display_name="Dr.\x00Who")))
 
     assert (failed.code, failed.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["display_name"])
+
+
+async def test_an_id_that_is_no_uuid_is_no_account_and_fails_no_other_read(
+    client: UserClient, service: UserService
+) -> None:
+    session = await client.clinician()
+
+    missing, found = await asyncio.gather(
+        service.accounts.get("not-a-uuid"), service.accounts.get(session.user.id)
+    )
+
+    assert missing is None
+    assert found is not None
+    assert found.id == session.user.id

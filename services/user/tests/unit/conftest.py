@@ -12,6 +12,7 @@ from medstation_platform.auth.tokens import TokenVerifier
 from medstation_platform.pagination import PageTokenCodec
 from services.user.tests.unit.accounts import Accounts
 from services.user.tests.unit.fakes import (
+    FakeAccountReads,
     FakeDatabase,
     FakeRevocations,
     FakeThrottle,
@@ -64,6 +65,7 @@ def identity(
     database.committed.signing_keys[key.kid] = key
     return Identity(
         unit_of_work=database.unit_of_work,
+        accounts=FakeAccountReads(database),
         # The cheapest argon2id parameters: same code path, milliseconds instead of tens.
         passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
         throttle=throttle,

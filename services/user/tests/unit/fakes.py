@@ -123,6 +123,16 @@ class FakeDatabase(fake_database.FakeDatabase[Tables]):
         return FakeUnitOfWork(self)
 
 
+class FakeAccountReads:
+    """Reads committed accounts, like the shared reads outside any transaction."""
+
+    def __init__(self, database: FakeDatabase) -> None:
+        self._database = database
+
+    async def get(self, user_id: str) -> User | None:
+        return self._database.committed.users.get(user_id)
+
+
 class FakeUnitOfWork(StagedUnitOfWork[Tables], UserUnitOfWork):
     """Stages changes on a private copy; `commit` publishes it, leaving discards it."""
 
