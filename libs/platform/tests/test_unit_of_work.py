@@ -11,16 +11,28 @@ import psycopg
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, func, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from devstack.pytest_plugin import MakeDatabase
 from medstation_platform.db import DatabaseUnavailable, UnitOfWork, build_engine, dispose_engine
-from medstation_platform.hot_sql import HotQuery, fetch_first
+from medstation_platform.hot_sql import HotQuery, execute, fetch_first
 
 _rows = Table("rows", MetaData(), Column("id", Integer, primary_key=True), Column("value", Text))
 _BY_ID = HotQuery(select(_rows).where(_rows.c.id == bindparam("row_id")))
 _SLEEP = HotQuery(select(func.pg_sleep(bindparam("seconds"))))
+_ADD = HotQuery(insert(_rows).values(value=bindparam("value")))
 
 
 class RowsUnitOfWork(UnitOfWork):
@@ -88,6 +100,24 @@ async def test_a_connection_used_statement_by_statement_returns_to_transactions(
         async with RowsUnitOfWork(engine) as uow:
             await _insert(uow, "rolled back")
     assert await _values(engine) == ["auto", "auto", "auto"]
+
+
+async def test_hot_statements_run_in_the_transaction_or_commit_on_their_own(
+    engine: AsyncEngine,
+) -> None:
+    # On a connection in autocommit they take libpq's direct path: a transaction's must
+    # not, or they would commit outside it.
+    async with RowsUnitOfWork(engine) as uow:
+        await execute(uow.connection, _ADD, {"value": "rolled back"})
+    async with RowsUnitOfWork(engine).autocommit() as uow:
+        await execute(uow.connection, _ADD, {"value": "kept"})
+    for _ in range(2):  # the same connections again, each way
+        async with RowsUnitOfWork(engine) as uow:
+            await execute(uow.connection, _ADD, {"value": "rolled back"})
+        async with RowsUnitOfWork(engine).autocommit() as uow:
+            await execute(uow.connection, _ADD, {"value": "kept"})
+
+    assert await _values(engine) == ["kept", "kept", "kept"]
 
 
 async def _kill_backend(engine: AsyncEngine, uow: RowsUnitOfWork) -> None:

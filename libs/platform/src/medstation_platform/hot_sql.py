@@ -139,9 +139,7 @@ async def run_on_driver(
         if span.is_recording():
             span.set_attributes(
                 {
-                    "db.system": "postgresql",
-                    "db.name": info.dbname,
-                    "db.statement": query.sql,
+                    **query.span_attributes(info.dbname),
                     "db.operation": f"{query.operation} {info.dbname}",
                     "net.peer.name": info.host,
                     "net.peer.port": info.port,

@@ -25,7 +25,6 @@ import hashlib
 import logging
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -34,6 +33,8 @@ from psycopg import errors, pq
 from psycopg.adapt import PyFormat, Transformer
 
 logger = logging.getLogger(__name__)
+
+RowMaker = Callable[[Sequence[Any]], Any]
 
 # How long a cancelled statement may take to stop before its connection is closed; the
 # value psycopg itself uses.
@@ -46,17 +47,32 @@ _DUPLICATE_PREPARED_STATEMENT = b"42P05"
 class NumberedStatement:
     """A statement with `$n` placeholders and the parameter names in `$n` order."""
 
-    __slots__ = ("_key", "names", "sql")
+    __slots__ = ("_key", "_make_row", "_names_by_types", "names", "sql")
 
     def __init__(self, sql: str, names: Sequence[str]) -> None:
         self.sql: bytes = sql.encode()
         self.names: tuple[str, ...] = tuple(names)
         self._key = hashlib.blake2b(self.sql, digest_size=10).hexdigest()
+        # Both made once, not per execution: a statement meets few sets of parameter
+        # types, and its SQL names the columns of its result.
+        self._names_by_types: dict[tuple[int, ...], bytes] = {}
+        self._make_row: RowMaker | None = None
 
     def prepared_name(self, types: Sequence[int]) -> bytes:
         """A name per statement and parameter types, as psycopg's prepare manager keys
         its own; the prefix keeps it apart from psycopg's `_pg3_` names."""
-        return f"medstation_{self._key}_{'_'.join(map(str, types))}".encode()
+        key = tuple(types)
+        name = self._names_by_types.get(key)
+        if name is None:
+            name = f"medstation_{self._key}_{'_'.join(map(str, key))}".encode()
+            self._names_by_types[key] = name
+        return name
+
+    def row_maker(self, result: pq.abc.PGresult, encoding: str) -> RowMaker:
+        """Named tuples of `result`'s columns (as psycopg's `namedtuple_row` makes)."""
+        if self._make_row is None:
+            self._make_row = _row_maker(_column_names(result, encoding))
+        return self._make_row
 
 
 class _ConnectionState:
@@ -118,7 +134,7 @@ async def run(
         if not fetch or result.status != pq.ExecStatus.TUPLES_OK:
             return None
         tx.set_pgresult(result)
-        make_row = _row_maker(_column_names(result, driver.info.encoding))
+        make_row = statement.row_maker(result, driver.info.encoding)
         if fetch == "all":
             return tx.load_rows(0, result.ntuples, make_row)
         return tx.load_row(0, make_row) if result.ntuples else None
@@ -228,10 +244,7 @@ def _column_names(result: pq.abc.PGresult, encoding: str) -> tuple[str, ...]:
     return tuple((result.fname(index) or b"").decode(encoding) for index in range(result.nfields))
 
 
-@lru_cache(maxsize=256)
-def _row_maker(names: tuple[str, ...]) -> Callable[[Sequence[Any]], Any]:
-    """Rows as named tuples, one type per set of column names, as psycopg's
-    `namedtuple_row` makes them."""
+def _row_maker(names: tuple[str, ...]) -> RowMaker:
     row_type: Any = namedtuple("Row", names, rename=True)  # type: ignore[misc]
-    make: Callable[[Sequence[Any]], Any] = row_type._make
+    make: RowMaker = row_type._make
     return make
