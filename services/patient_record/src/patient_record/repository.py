@@ -5,6 +5,7 @@ that tests can EXPLAIN exactly what the repositories run."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    column,
     delete,
     exc,
     exists,
@@ -33,7 +35,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSON
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
@@ -216,17 +218,33 @@ _PATIENT_FOR_MEMBER = HotQuery(
 )
 _INSERT_AUDIT = HotQuery(insert(_audit).values(_HOT_VALUES))
 # Many audit rows (a page of ListPatients) in one statement whose text never changes, so
-# it is prepared once: one array per column, unnested into rows. A multi-row VALUES list
-# is a new statement for each row count, compiled by SQLAlchemy every time: most of a
-# 50-patient page's CPU.
+# it is prepared once: the rows travel as one JSON array of objects. A multi-row VALUES
+# list is a new statement for each row count, compiled by SQLAlchemy every time; one
+# array per column costs psycopg a dump of every element (a regular-expression check of
+# each UUID), a third of a 50-patient page's CPU.
 _AUDIT_ROWS = (
-    func.unnest(*[bindparam(name, type_=ARRAY(kind)) for name, kind in AUDIT_COLUMNS.items()])
-    .table_valued(*AUDIT_COLUMNS)
-    .render_derived()
+    func.json_to_recordset(bindparam("rows", type_=JSON))
+    .table_valued(*(column(name, kind) for name, kind in AUDIT_COLUMNS.items()))
+    .render_derived(with_types=True)
 )
 _INSERT_AUDIT_ROWS = HotQuery(
     insert(_audit).from_select(list(AUDIT_COLUMNS), select(*_AUDIT_ROWS.c))
 )
+
+
+def audit_row(event: AuditEvent) -> dict[str, str | None]:
+    """`event` as a row of the JSON documents the audit statements read."""
+    return {
+        "id": event.id,
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "patient_id": event.patient_id,
+        "note_id": event.note_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "trace_id": event.trace_id,
+    }
+
+
 # A batch of reads, each recorded only if its viewer may see the patient (a NULL viewer,
 # an admin, sees every patient that exists): many requests' access checks and audit
 # rows in one prepared statement, which returns the ids of the rows it recorded.
@@ -403,8 +421,8 @@ class AuditRepository:
         if len(events) == 1:  # most calls: one read or change of one patient
             await execute(self._connection, _INSERT_AUDIT, vars(events[0]))
         elif events:
-            columns = {name: [getattr(e, name) for e in events] for name in AUDIT_COLUMNS}
-            await execute(self._connection, _INSERT_AUDIT_ROWS, columns)
+            document = json.dumps([audit_row(event) for event in events], separators=(",", ":"))
+            await execute(self._connection, _INSERT_AUDIT_ROWS, {"rows": document})
 
     async def list_page(self, query: AuditQuery) -> list[AuditEvent]:
         result = await self._connection.execute(audit_page_statement(query))

@@ -55,6 +55,7 @@ from patient_record.repository import (
     NOTE_PATIENT_FK,
     TIMESTAMP,
     UUID,
+    audit_row,
     care_team_of,
     patient_from_row,
 )
@@ -259,15 +260,8 @@ class VisibleRead:
 
 
 def _read_row(read: VisibleRead) -> dict[str, str | None]:
-    event = read.event
     return {
-        "id": event.id,
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "patient_id": event.patient_id,
-        "note_id": event.note_id,
-        "occurred_at": event.occurred_at.isoformat(),
-        "trace_id": event.trace_id,
+        **audit_row(read.event),
         "viewer": read.viewer,
         "cached_version": None if read.cached is None else read.cached.version,
     }

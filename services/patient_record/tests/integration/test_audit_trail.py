@@ -62,6 +62,8 @@ async def test_admin_reads_are_on_record(
     owner, admin, auditor = client.clinician(), client.admin(), client.admin()
     patient = await client.create_patient(owner)
     note = await client.create_note(owner, patient.id)
+    for _ in range(2):  # a page of several rows, recorded by one statement
+        await client.create_patient(owner)
 
     await stub.GetPatient(pb.GetPatientRequest(id=patient.id), metadata=admin.metadata)
     await stub.ListNotes(pb.ListNotesRequest(patient_id=patient.id), metadata=admin.metadata)
@@ -80,8 +82,15 @@ async def test_admin_reads_are_on_record(
         pb.ListAuditEventsRequest(actor_id=admin.user_id, page_size=100), metadata=auditor.metadata
     )
     listed_ids = {p.id for p in listed.patients}
-    logged = {e.patient_id for e in by_admin.audit_events if e.action == "patient.list"}
-    assert logged == listed_ids
+    listings = [e for e in by_admin.audit_events if e.action == "patient.list"]
+    assert {e.patient_id for e in listings} == listed_ids
+    # One statement wrote the page's rows: each whole, none mixed with another's values.
+    assert len(listed_ids) > 1
+    assert len({e.id for e in listings}) == len(listings)
+    assert {(e.note_id, e.trace_id) for e in listings} == {("", listings[0].trace_id)}
+    times = sorted(e.occurred_at.ToDatetime() for e in listings)
+    assert times[0].year > 2000
+    assert (times[-1] - times[0]).total_seconds() < 1
 
 
 async def test_only_admins_list_audit_events(
