@@ -1,5 +1,6 @@
 """Query-plan tests: fill a migrated database with bulk SQL, then ask PostgreSQL how it
-would run exactly the statement a repository sends (EXPLAIN, never executed)."""
+would run exactly the statement a repository sends (EXPLAIN; a prepared statement's plan
+after it has run as often as it takes PostgreSQL to settle on one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import ClauseElement, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -37,6 +39,37 @@ async def query_plan(engine: AsyncEngine, statement: ClauseElement) -> list[Plan
     if isinstance(document, str):
         document = json.loads(document)
     return list(_nodes(document[0]["Plan"]))
+
+
+async def prepared_query_plan(
+    engine: AsyncEngine, numbered_sql: str, names: Sequence[str], values: Mapping[str, object]
+) -> list[PlanNode]:
+    """Every node of the plan of a prepared statement (`$n` placeholders, `names` in their
+    order) once it has run more than five times: from then on PostgreSQL may keep one
+    plan made for any values (a generic plan) when it guesses that plan no dearer than
+    those it made for each run's values."""
+    async with engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = (await connection.get_raw_connection()).driver_connection
+        # EXECUTE takes no bound parameters: the values are written in as literals.
+        arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
+        execute = sql.SQL("EXECUTE medstation_plan ({})").format(arguments).as_string(driver)
+        await connection.exec_driver_sql(f"PREPARE medstation_plan AS {numbered_sql}")
+        try:
+            for _ in range(_RUNS_BEFORE_A_GENERIC_PLAN + 1):
+                await connection.exec_driver_sql(execute)
+            result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {execute}")
+            document = result.scalar_one()
+        finally:
+            await connection.exec_driver_sql("DEALLOCATE medstation_plan")
+    if isinstance(document, str):
+        document = json.loads(document)
+    return list(_nodes(document[0]["Plan"]))
+
+
+# PostgreSQL plans a prepared statement for its values in its first five runs
+# (plancache.c), then compares.
+_RUNS_BEFORE_A_GENERIC_PLAN = 5
 
 
 def _nodes(plan: PlanNode) -> Iterator[PlanNode]:

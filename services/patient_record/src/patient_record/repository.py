@@ -5,6 +5,7 @@ that tests can EXPLAIN exactly what the repositories run."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Integer,
     Select,
     Text,
     Uuid,
@@ -41,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
 from medstation_platform.db import UnitOfWork
-from medstation_platform.hot_sql import HotQuery, execute, fetch_first
+from medstation_platform.hot_sql import HotQuery, execute, fetch_all, fetch_first
 from medstation_platform.outbox import OutboxEvent, stage_event
 from patient_record import tables
 from patient_record.domain import (
@@ -122,52 +124,95 @@ def patient_statement(
     return statement
 
 
-def _sort_expression(query: PatientQuery) -> ColumnElement[Any]:
-    if query.order.key == "relevance":
-        return func.strict_word_similarity(query.search, _patients.c.name, type_=REAL)
-    return _patients.c[query.order.key]
-
-
-def _sort_bound(order: PatientOrder, value: SortValue) -> ColumnElement[Any]:
+def _sort_expression(order: PatientOrder) -> ColumnElement[Any]:
     if order.key == "relevance":
-        # The similarity is a float4: the bound must be one too, or the float8 the token
-        # carried would compare unequal to the very row it came from.
-        return cast(literal(value), REAL)
-    if order.key == "date_of_birth":
-        return literal(value, Date)
-    if order.key == "created_at":
-        return literal(value, TIMESTAMP)
-    return literal(value, Text)
+        return func.strict_word_similarity(_SEARCH, _patients.c.name, type_=REAL)
+    return _patients.c[order.key]
 
 
-def _name_matches(search: str) -> ColumnElement[bool]:
+# A page's values travel as parameters: the statement of each shape (sort, direction,
+# viewer or admin, search or not, first page or not) is built and compiled once.
+_SEARCH = bindparam("search", type_=Text)
+_VIEWER = bindparam("viewer", type_=UUID)
+_AFTER_ID = bindparam("after_id", type_=UUID)
+_LIMIT = bindparam("limit", type_=Integer)
+_SORT_BOUND_TYPES: dict[str, TypeEngine[Any]] = {
+    "name": Text(),
+    "date_of_birth": Date(),
+    "created_at": TIMESTAMP,
+    "relevance": REAL(),
+}
+
+
+def _sort_bound(order: PatientOrder) -> ColumnElement[Any]:
+    bound = bindparam("after_value", type_=_SORT_BOUND_TYPES[order.key])
+    # The similarity is a float4: the bound must be one too, or the float8 the token
+    # carried would compare unequal to the very row it came from.
+    return cast(bound, REAL) if order.key == "relevance" else bound
+
+
+def _name_matches() -> ColumnElement[bool]:
     # pg_trgm's strict word similarity (at least 0.5 by default): the query is similar
     # to a run of whole words of the name, so "Jonathan Smithrs" finds "Johnathan
     # Smithers" and "smith" finds "John Smith". One operator, not `%` OR `<%`: the
     # planner prices an OR of two trigram index scans above a sequential scan.
-    return literal(search, Text).op("<<%", is_comparison=True)(_patients.c.name)
+    return _SEARCH.op("<<%", is_comparison=True)(_patients.c.name)
 
 
-def patient_page_statement(query: PatientQuery) -> Select[Any]:
-    """`query.limit` patients after the cursor, keyset-paginated on (sort value, id)."""
-    sort = _sort_expression(query)
+@functools.cache
+def _page_shape(order: PatientOrder, *, viewer: bool, search: bool, after: bool) -> Select[Any]:
+    sort = _sort_expression(order)
     statement = select(*_patient_columns(), sort.label("sort_value"))
-    if query.viewer is not None:
+    if viewer:
         statement = statement.join(
-            _team, and_(_team.c.patient_id == _patients.c.id, _team.c.user_id == query.viewer)
+            _team, and_(_team.c.patient_id == _patients.c.id, _team.c.user_id == _VIEWER)
         )
-    if query.search:
-        statement = statement.where(_name_matches(query.search))
+    if search:
+        statement = statement.where(_name_matches())
     keys = tuple_(sort, _patients.c.id)
-    if query.after is not None:
-        value, last_id = query.after
-        bound = tuple_(_sort_bound(query.order, value), literal(last_id, UUID))
-        statement = statement.where(keys < bound if query.order.descending else keys > bound)
-    if query.order.descending:
+    if after:
+        bound = tuple_(_sort_bound(order), _AFTER_ID)
+        statement = statement.where(keys < bound if order.descending else keys > bound)
+    if order.descending:
         statement = statement.order_by(sort.desc(), _patients.c.id.desc())
     else:
         statement = statement.order_by(sort, _patients.c.id)
-    return statement.limit(query.limit)
+    return statement.limit(_LIMIT)
+
+
+@functools.cache
+def _page_query(order: PatientOrder, *, viewer: bool, search: bool, after: bool) -> HotQuery:
+    return HotQuery(_page_shape(order, viewer=viewer, search=search, after=after))
+
+
+def _page_values(query: PatientQuery) -> dict[str, object]:
+    values: dict[str, object] = {"limit": query.limit}
+    if query.viewer is not None:
+        values["viewer"] = query.viewer
+    if query.search:
+        values["search"] = query.search
+    if query.after is not None:
+        values["after_value"], values["after_id"] = query.after
+    return values
+
+
+def patient_page_query(query: PatientQuery) -> tuple[HotQuery, dict[str, object]]:
+    """The prepared statement list_page runs for a page without a search, and its values."""
+    return _page_query(query.order, **_shape_of(query)), _page_values(query)
+
+
+def _shape_of(query: PatientQuery) -> dict[str, bool]:
+    return {
+        "viewer": query.viewer is not None,
+        "search": bool(query.search),
+        "after": query.after is not None,
+    }
+
+
+def patient_page_statement(query: PatientQuery) -> Select[Any]:
+    """`query.limit` patients after the cursor, keyset-paginated on (sort value, id): the
+    statement list_page runs, with the query's values bound."""
+    return _page_shape(query.order, **_shape_of(query)).params(_page_values(query))
 
 
 def note_page_statement(
@@ -369,8 +414,14 @@ class PatientRepository:
         )
 
     async def list_page(self, query: PatientQuery) -> list[tuple[Patient, SortValue]]:
-        result = await self._connection.execute(patient_page_statement(query))
-        return [(patient_from_row(row), row.sort_value) for row in result]
+        if query.search:
+            # Planned for its words each time: a plan made once for any search would
+            # have to guess how many names match.
+            result = await self._connection.execute(patient_page_statement(query))
+            return [(patient_from_row(row), row.sort_value) for row in result]
+        page, values = patient_page_query(query)
+        rows = await fetch_all(self._connection, page, values)
+        return [(patient_from_row(row), row.sort_value) for row in rows]
 
 
 class NoteRepository:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from devstack.pytest_plugin import MakeDatabase
-from devstack.query_plans import fill_database, query_plan
+from devstack.query_plans import fill_database, prepared_query_plan, query_plan
 from medstation_platform.migrations import upgrade_to_head
 from patient_record.__main__ import MIGRATIONS
 from patient_record.domain import PatientOrder, SortValue
@@ -24,6 +24,7 @@ from patient_record.repository import (
     PatientQuery,
     audit_page_statement,
     note_page_statement,
+    patient_page_query,
     patient_page_statement,
     patient_statement,
 )
@@ -205,8 +206,15 @@ async def test_list_patients_uses_indexes_in_every_order(
 ) -> None:
     after = None if page == "first" else (_CURSORS[order.key], SOME_ID)
     query = PatientQuery(_viewer_id(viewer), order, "", after, LIMIT)
+    prepared, values = patient_page_query(query)
+    numbered = prepared.numbered
 
     _assert_indexed(await query_plan(plans_engine, patient_page_statement(query)))
+    # It runs prepared: after five runs PostgreSQL may keep one plan for any values, and
+    # the plan it settles on must use the indexes too.
+    _assert_indexed(
+        await prepared_query_plan(plans_engine, numbered.sql.decode(), numbered.names, values)
+    )
 
 
 @pytest.mark.parametrize(
