@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import ClauseElement, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,20 +51,24 @@ async def prepared_query_plan(
     those it made for each run's values."""
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
-        driver = (await connection.get_raw_connection()).driver_connection
+        # On psycopg directly: SQLAlchemy would have it read the `%` of an operator such
+        # as pg_trgm's `<<%` as a placeholder.
+        raw = await connection.get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
         # EXECUTE takes no bound parameters: the values are written in as literals.
         arguments = sql.SQL(", ").join(sql.Literal(values[name]) for name in names)
-        execute = sql.SQL("EXECUTE medstation_plan ({})").format(arguments).as_string(driver)
-        await connection.exec_driver_sql(f"PREPARE medstation_plan AS {numbered_sql}")
+        execute = sql.SQL("EXECUTE medstation_plan ({})").format(arguments)
+        await driver.execute(sql.SQL("PREPARE medstation_plan AS {}").format(sql.SQL(numbered_sql)))
         try:
             for _ in range(_RUNS_BEFORE_A_GENERIC_PLAN + 1):
-                await connection.exec_driver_sql(execute)
-            result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {execute}")
-            document = result.scalar_one()
+                await driver.execute(execute)
+            cursor = await driver.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(execute))
+            row = await cursor.fetchone()
         finally:
-            await connection.exec_driver_sql("DEALLOCATE medstation_plan")
-    if isinstance(document, str):
-        document = json.loads(document)
+            await driver.execute("DEALLOCATE medstation_plan")
+    if row is None:
+        raise AssertionError("EXPLAIN returned no plan")
+    document = json.loads(row[0]) if isinstance(row[0], str) else row[0]
     return list(_nodes(document[0]["Plan"]))
 
 

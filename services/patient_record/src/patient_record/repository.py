@@ -197,7 +197,7 @@ def _page_values(query: PatientQuery) -> dict[str, object]:
 
 
 def patient_page_query(query: PatientQuery) -> tuple[HotQuery, dict[str, object]]:
-    """The prepared statement list_page runs for a page without a search, and its values."""
+    """The prepared statement list_page runs for `query`'s shape, and its values."""
     return _page_query(query.order, **_shape_of(query)), _page_values(query)
 
 
@@ -414,11 +414,6 @@ class PatientRepository:
         )
 
     async def list_page(self, query: PatientQuery) -> list[tuple[Patient, SortValue]]:
-        if query.search:
-            # Planned for its words each time: a plan made once for any search would
-            # have to guess how many names match.
-            result = await self._connection.execute(patient_page_statement(query))
-            return [(patient_from_row(row), row.sort_value) for row in result]
         page, values = patient_page_query(query)
         rows = await fetch_all(self._connection, page, values)
         return [(patient_from_row(row), row.sort_value) for row in rows]
