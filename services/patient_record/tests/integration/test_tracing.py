@@ -40,9 +40,22 @@ async def test_audit_events_record_the_callers_trace_id(
                 pb.GetPatientRequest(id=patient.id), metadata=doctor.metadata + traceparent
             )
             trail = await client.audit_trail(admin, patient_id=patient.id)
+            # A page of several patients: its rows are written by one statement.
+            other = await client.create_patient(doctor)
+            listed = await client.stub.ListPatients(
+                pb.ListPatientsRequest(), metadata=doctor.metadata + traceparent
+            )
+            listings = [
+                event
+                for listed_id in (patient.id, other.id)
+                for event in await client.audit_trail(admin, patient_id=listed_id)
+                if event.action == "patient.list"
+            ]
     finally:
         await running.stop(grace_seconds=0)
 
+    assert {p.id for p in listed.patients} == {patient.id, other.id}
+    assert [e.trace_id for e in listings] == [trace_id, trace_id]
     read, created = trail
     assert (read.action, read.trace_id) == ("patient.read", trace_id)
     assert created.action == "patient.create"
